@@ -41,6 +41,11 @@ type NetworkSpec struct {
 	Name string
 	// Internal networks have no route out of the host.
 	Internal bool
+	// NoHostAddress leaves the host without an address on the network, so
+	// its containers cannot reach services the host runs (an internal
+	// network alone still lets them reach the host through its gateway
+	// address).
+	NoHostAddress bool
 	// Subnet and Gateway in CIDR / dotted form; empty lets the engine pick.
 	Subnet  string
 	Gateway string
@@ -171,7 +176,8 @@ type Engine interface {
 	// Guest returns a Guest that execs and copies into the container.
 	Guest(nameOrID string) Guest
 	// List returns every container, network and volume carrying all the
-	// given labels.
+	// given labels. A selector value of "" matches any value: the key must
+	// be present.
 	List(ctx context.Context, selector Labels) ([]Resource, error)
 	// ImageExists reports whether a local image ref exists.
 	ImageExists(ctx context.Context, ref string) (bool, error)

@@ -115,3 +115,14 @@ func TestPlanJSONShape(t *testing.T) {
 	}
 	assert.NotContains(t, s, "Fix the test.", "the prompt stays out of the plan JSON")
 }
+
+func TestLastHost(t *testing.T) {
+	ip, ok := lastHost("10.213.7.0/24")
+	require.True(t, ok)
+	assert.Equal(t, "10.213.7.254", ip)
+	ip, ok = lastHost("10.213.7.16/28")
+	require.True(t, ok)
+	assert.Equal(t, "10.213.7.30", ip)
+	_, ok = lastHost("")
+	assert.False(t, ok)
+}

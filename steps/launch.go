@@ -76,6 +76,9 @@ type Launch struct {
 	Secrets map[string]string
 	// Timeouts per step kind; zero fields take defaults.
 	Timeouts Timeouts
+	// KnownHosts is the host's ssh known_hosts file, mounted into the git
+	// gate to check upstream host keys; empty pins the first key seen.
+	KnownHosts string
 	// GuestRetry is the retry policy of every step that talks to the
 	// guest (the smolvm warm-up race); nil on docker.
 	GuestRetry *dag.RetryPolicy

@@ -29,14 +29,14 @@ func (s *Network) Timeout() time.Duration { return s.L.Timeouts.withDefaults().N
 
 func (s *Network) Run(ctx context.Context) error {
 	p := s.L.Plan
-	bundle, err := s.create(ctx, backends.NetworkSpec{Name: p.Names.Bundle, Internal: true, Labels: p.Labels(plan.RoleBundle)})
+	bundle, err := s.create(ctx, backends.NetworkSpec{Name: p.Names.Bundle, Internal: true, NoHostAddress: true, Labels: s.L.labels(plan.RoleBundle)})
 	if err != nil {
 		return fmt.Errorf("creating the bundle network: %w", err)
 	}
 	s.L.mu.Lock()
 	s.L.bundle = bundle
 	s.L.mu.Unlock()
-	outside, err := s.create(ctx, backends.NetworkSpec{Name: p.Names.Outside, Labels: p.Labels(plan.RoleOutside)})
+	outside, err := s.create(ctx, backends.NetworkSpec{Name: p.Names.Outside, Labels: s.L.labels(plan.RoleOutside)})
 	if err != nil {
 		return fmt.Errorf("creating the outside network: %w", err)
 	}

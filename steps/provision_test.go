@@ -377,7 +377,7 @@ func TestSuperviseRegistersMCPServerAsNode(t *testing.T) {
 		"--scope", "user",
 		"--transport", "http",
 		"supervise",
-		"http://127.0.0.1:9100/",
+		"http://127.0.0.1:9100/mcp",
 	}}, g.execs())
 }
 

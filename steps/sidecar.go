@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/bot-bottle/bot-bottle/backends"
@@ -48,6 +49,9 @@ type sidecarSpec struct {
 	// ExtraPublish are more ports published on host loopback (e.g.
 	// metrics), whatever the backend.
 	ExtraPublish []int
+	// AsUser runs the sidecar as the invoking user's uid:gid, so files it
+	// writes into mounted state dirs stay the user's.
+	AsUser bool
 	// OutsideIP fixes the sidecar's address on the outside network
 	// (where listeners the agent must not reach are bound).
 	OutsideIP string
@@ -69,7 +73,13 @@ func (s *sidecarStep) start(ctx context.Context, spec sidecarSpec) error {
 		Mounts:          spec.Mounts,
 		PublishLoopback: spec.ExtraPublish,
 		Init:            true,
-		CapDrop:         []string{"ALL"},
+		// Sidecars keep the default capabilities they need to read the
+		// user's 0600 state files as root; these they never need.
+		CapDrop: []string{"NET_RAW", "MKNOD", "SYS_CHROOT", "SETFCAP", "AUDIT_WRITE"},
+	}
+	if spec.AsUser {
+		cs.User = fmt.Sprintf("%d:%d", os.Getuid(), os.Getgid())
+		cs.CapDrop = []string{"ALL"}
 	}
 	if s.L.smol() {
 		cs.PublishLoopback = append([]int{spec.Port}, cs.PublishLoopback...)

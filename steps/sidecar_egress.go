@@ -72,10 +72,12 @@ func (s *EgressSidecar) Run(ctx context.Context) error {
 	}
 	_, outside := s.L.networks()
 	outsideIP := ""
-	if pfx, err := netip.ParsePrefix(outside.Subnet); err == nil {
-		// .2 on the outside network: the metrics listener lives there
-		// only, where the agent (on the bundle network) cannot reach it.
-		outsideIP = pfx.Addr().Next().Next().String()
+	if ip, ok := lastHost(outside.Subnet); ok {
+		// A fixed address on the outside network, where the metrics
+		// listener lives, out of the agent's reach. The last host address:
+		// the engine hands out addresses from the bottom, so concurrently
+		// starting sidecars never take it first.
+		outsideIP = ip
 		cfg.MetricsListen = fmt.Sprintf("%s:%d", outsideIP, plan.EgressMetricsPort)
 	}
 	if err := egress.WriteSecrets(filepath.Join(dir, "secrets.json"), secrets); err != nil {
@@ -94,4 +96,18 @@ func (s *EgressSidecar) Run(ctx context.Context) error {
 		Port:      plan.EgressPort,
 		OutsideIP: outsideIP,
 	})
+}
+
+// lastHost returns the highest host address of an IPv4 subnet (the one
+// before broadcast).
+func lastHost(subnet string) (string, bool) {
+	pfx, err := netip.ParsePrefix(subnet)
+	if err != nil || !pfx.Addr().Is4() || pfx.Bits() > 30 {
+		return "", false
+	}
+	b := pfx.Masked().Addr().As4()
+	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	v |= (1 << (32 - pfx.Bits())) - 1 // broadcast
+	v--
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}).String(), true
 }

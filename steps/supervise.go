@@ -18,9 +18,6 @@ func NewSupervise(l *Launch) *Supervise {
 	return &Supervise{guestStep{base{L: l, id: IDSupervise, deps: []string{IDBoot, IDSidecarSupervise}}}}
 }
 
-// SuperviseURL is the URL the agent dials for the supervise MCP server.
-func SuperviseURL(addr string) string { return "http://" + addr + "/" }
-
 func (s *Supervise) Run(ctx context.Context) error {
 	addr, ok := s.L.SidecarAddr(plan.RoleSupervise)
 	if !ok {

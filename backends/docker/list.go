@@ -14,14 +14,21 @@ import (
 
 // List returns every container (running or not), network and volume that
 // carries all the selector labels, containers first, each kind sorted by
-// name. An empty selector is refused: it would match everything on the host.
+// name. A selector value of "" matches any value of that key. An empty
+// selector is refused: it would match everything on the host.
 func (e *Engine) List(ctx context.Context, selector backends.Labels) ([]backends.Resource, error) {
 	if len(selector) == 0 {
 		return nil, errors.New("list: refusing an empty label selector")
 	}
 	f := make(client.Filters)
 	for k, v := range selector {
-		f.Add("label", k+"="+v)
+		// An empty value selects on the key alone (the engine's
+		// "label=key" filter).
+		if v == "" {
+			f.Add("label", k)
+		} else {
+			f.Add("label", k+"="+v)
+		}
 	}
 
 	var out []backends.Resource

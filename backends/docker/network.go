@@ -46,6 +46,11 @@ func (e *Engine) CreateNetwork(ctx context.Context, spec backends.NetworkSpec) (
 		Internal: spec.Internal,
 		Labels:   spec.Labels,
 	}
+	if spec.NoHostAddress {
+		// The bridge driver then assigns the host no IPv4 address on the
+		// network's bridge: containers on it have no path to the host.
+		opts.Options = map[string]string{"com.docker.network.bridge.inhibit_ipv4": "true"}
+	}
 	if spec.Subnet != "" {
 		subnet, err := netip.ParsePrefix(spec.Subnet)
 		if err != nil {
@@ -216,9 +221,26 @@ func HostAddr(subnet netip.Prefix, n int) (netip.Addr, error) {
 	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), nil
 }
 
-// RemoveNetwork removes a network; a missing one is not an error.
+// RemoveNetwork removes a network; a missing one is not an error. Any
+// container still attached (one that is not the bottle's, so no label
+// sweep removed it) is disconnected first: a foreign endpoint must not
+// keep a bottle's network alive.
 func (e *Engine) RemoveNetwork(ctx context.Context, nameOrID string) error {
 	_, err := e.cli.NetworkRemove(ctx, nameOrID, client.NetworkRemoveOptions{})
+	if err == nil || cerrdefs.IsNotFound(err) {
+		return nil
+	}
+	insp, ierr := e.cli.NetworkInspect(ctx, nameOrID, client.NetworkInspectOptions{})
+	if ierr != nil || len(insp.Network.Containers) == 0 {
+		return wrapErr(err, "remove network %s", nameOrID)
+	}
+	for id := range insp.Network.Containers {
+		_, derr := e.cli.NetworkDisconnect(ctx, nameOrID, client.NetworkDisconnectOptions{Container: id, Force: true})
+		if derr != nil && !cerrdefs.IsNotFound(derr) {
+			return wrapErr(derr, "remove network %s: disconnect %s", nameOrID, id)
+		}
+	}
+	_, err = e.cli.NetworkRemove(ctx, nameOrID, client.NetworkRemoveOptions{})
 	if err == nil || cerrdefs.IsNotFound(err) {
 		return nil
 	}

@@ -148,9 +148,11 @@ func (c *CLI) Resources(ctx context.Context, selector backends.Labels) ([]backen
 	return out, nil
 }
 
+// hasLabels reports whether have carries every wanted label; a wanted
+// value of "" matches any value of that key.
 func hasLabels(have, want backends.Labels) bool {
 	for k, v := range want {
-		if got, ok := have[k]; !ok || got != v {
+		if got, ok := have[k]; !ok || (v != "" && got != v) {
 			return false
 		}
 	}

@@ -218,10 +218,11 @@ func New(in Input) (*Plan, error) {
 	if d := getenv(GuestSkillsDirEnv); d != "" {
 		p.GuestSkillsDir = d
 	}
+	hostEnv := manifest.HostEnv{Getenv: getenv, HomeDir: func() (string, error) { return in.Home, nil }}
 	for _, name := range ag.Skills {
 		p.Skills = append(p.Skills, Skill{
 			Name:     name,
-			HostDir:  hostSkillDir(name, getenv, in.Home),
+			HostDir:  manifest.SkillDir(name, hostEnv),
 			GuestDir: p.GuestSkillsDir + "/" + name,
 		})
 	}
@@ -311,11 +312,3 @@ func sortedKeys[V any](m map[string]V) []string {
 	return out
 }
 
-// hostSkillDir is where a skill lives on the host:
-// $BOT_BOTTLE_SKILLS_DIR/<name>, default ~/.claude/skills/<name>.
-func hostSkillDir(name string, getenv func(string) string, home string) string {
-	if d := getenv("BOT_BOTTLE_SKILLS_DIR"); d != "" {
-		return filepath.Join(d, name)
-	}
-	return filepath.Join(home, ".claude", "skills", name)
-}
