@@ -76,6 +76,9 @@ type Launch struct {
 	Secrets map[string]string
 	// Timeouts per step kind; zero fields take defaults.
 	Timeouts Timeouts
+	// UpstreamCA is a host PEM file of extra roots the egress proxy trusts
+	// for upstream servers (a private CA); empty means the system pool.
+	UpstreamCA string
 	// KnownHosts is the host's ssh known_hosts file, mounted into the git
 	// gate to check upstream host keys; empty pins the first key seen.
 	KnownHosts string

@@ -80,6 +80,14 @@ func (s *EgressSidecar) Run(ctx context.Context) error {
 		outsideIP = ip
 		cfg.MetricsListen = fmt.Sprintf("%s:%d", outsideIP, plan.EgressMetricsPort)
 	}
+	mounts := []backends.Mount{
+		{Source: dir, Target: sidecarConfigRoot + "/egress", ReadOnly: true},
+		{Source: cur, Target: sidecarCurrentConfig, ReadOnly: true},
+	}
+	if s.L.UpstreamCA != "" {
+		cfg.UpstreamCAFile = sidecarConfigRoot + "/upstream-ca.pem"
+		mounts = append(mounts, backends.Mount{Source: s.L.UpstreamCA, Target: cfg.UpstreamCAFile, ReadOnly: true})
+	}
 	if err := egress.WriteSecrets(filepath.Join(dir, "secrets.json"), secrets); err != nil {
 		return fmt.Errorf("writing the egress secrets: %w", err)
 	}
@@ -88,11 +96,8 @@ func (s *EgressSidecar) Run(ctx context.Context) error {
 	}
 	s.L.SetCACert(plan.RoleEgress, certPath)
 	return s.start(ctx, sidecarSpec{
-		Cmd: []string{sidecarBinary, "sidecar", "egress", "--config", sidecarConfigRoot + "/egress/egress.json"},
-		Mounts: []backends.Mount{
-			{Source: dir, Target: sidecarConfigRoot + "/egress", ReadOnly: true},
-			{Source: cur, Target: sidecarCurrentConfig, ReadOnly: true},
-		},
+		Cmd:       []string{sidecarBinary, "sidecar", "egress", "--config", sidecarConfigRoot + "/egress/egress.json"},
+		Mounts:    mounts,
 		Port:      plan.EgressPort,
 		OutsideIP: outsideIP,
 	})

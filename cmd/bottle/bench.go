@@ -102,6 +102,7 @@ skew the figures. --timings writes every cycle's timings as a JSON array;
 						Manifest: m, Agent: args[0], Backend: lf.backend, CopyCwd: lf.copyCwd, Cwd: cwd,
 						Version: buildVersion(), StateRoot: statedir.Root(), Home: homeDir(),
 						Engine: rt.engine, Images: rt.images, Machines: rt.machines, Log: log,
+						UpstreamCA:  os.Getenv(envUpstreamCA),
 						MaxParallel: lf.maxParallel, Observers: obs,
 					})
 					c := cycle{res: res, err: err}

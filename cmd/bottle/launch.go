@@ -99,6 +99,7 @@ created; the error names the step that failed.`,
 				Manifest: m, Agent: args[0], Backend: lf.backend, CopyCwd: lf.copyCwd, Cwd: cwd,
 				Version: buildVersion(), StateRoot: statedir.Root(), Home: homeDir(),
 				Engine: rt.engine, Images: rt.images, Machines: rt.machines, Log: log,
+				UpstreamCA:  os.Getenv(envUpstreamCA),
 				MaxParallel: lf.maxParallel, Observers: []dag.Observer{progress, rec},
 				OnPlanned: func(p *plan.Plan) {
 					planned = p

@@ -14,6 +14,10 @@ import (
 	"github.com/bot-bottle/bot-bottle/steps"
 )
 
+// envUpstreamCA names a PEM file of extra roots egress trusts for upstream
+// servers (a private or corporate CA).
+const envUpstreamCA = "BOT_BOTTLE_UPSTREAM_CA"
+
 // runtimeEnv is what commands that touch bottles need: the engine, the
 // images, and (for smolmachines) the machines.
 type runtimeEnv struct {

@@ -31,7 +31,7 @@ git init -q --bare -b main /srv/repo.git
 git clone -q /srv/repo.git /tmp/seed
 git -C /tmp/seed -c user.name=up -c user.email=up@example.com commit -q --allow-empty -m seed
 git -C /tmp/seed push -q origin HEAD:main
-/testserver -http :80 &
+/testserver -http :80 -https :443 -cert /tls/cert.pem -key /tls/key.pem &
 exec git daemon --reuseaddr --export-all --enable=receive-pack --base-path=/srv --listen=0.0.0.0
 `
 
@@ -64,10 +64,10 @@ func (h hook) Timeout() time.Duration {
 }
 
 // connect attaches a container to a network under an alias.
-func connect(ctx context.Context, eng *docker.Engine, container, net string, alias string) error {
+func connect(ctx context.Context, eng *docker.Engine, container, net string, aliases ...string) error {
 	_, err := eng.Client().NetworkConnect(ctx, net, client.NetworkConnectOptions{
 		Container:      container,
-		EndpointConfig: &network.EndpointSettings{Aliases: []string{alias}},
+		EndpointConfig: &network.EndpointSettings{Aliases: aliases},
 	})
 	return err
 }
@@ -101,7 +101,9 @@ func TestDockerLaunchProvisionsTheAgent(t *testing.T) {
 	testNet := testenv.Name("bbt-upnet")
 	_, err := eng.CreateNetwork(ctx, backends.NetworkSpec{Name: testNet, Labels: netLabels})
 	require.NoError(t, err)
-	upstream := server(t, eng, testNet, nil, "sh", "-c", upstreamScript)
+	tlsDir, upstreamCA := upstreamTLS(t, "api.test", "upstream.test")
+	o.UpstreamCA = upstreamCA
+	upstream := serverWithMounts(t, eng, testNet, nil, []backends.Mount{{Source: tlsDir, Target: "/tls", ReadOnly: true}}, "sh", "-c", upstreamScript)
 	var slug string
 	var p *plan.Plan
 	o.OnPlanned = func(pl *plan.Plan) { p, slug = pl, pl.Slug }
@@ -109,7 +111,7 @@ func TestDockerLaunchProvisionsTheAgent(t *testing.T) {
 		if s.ID() != steps.IDSidecarGitGate {
 			return s
 		}
-		return hook{s, func(ctx context.Context) error { return connect(ctx, eng, upstream, p.Names.Outside, "upstream.test") }}
+		return hook{s, func(ctx context.Context) error { return connect(ctx, eng, upstream, p.Names.Outside, "upstream.test", "api.test") }}
 	}
 	removeAtEnd(t, o, &slug)
 
@@ -181,6 +183,16 @@ func TestDockerLaunchProvisionsTheAgent(t *testing.T) {
 		assert.NotEqual(t, 0, code, out)
 		code, out = tryRun(t, g, "nc", "-z", "-w", "3", upIP, "9418")
 		assert.NotEqual(t, 0, code, out)
+	})
+	t.Run("route: TLS verified against the bottle CA, token injected", func(t *testing.T) {
+		// No -k: curl verifies egress's certificate for api.test against
+		// the trust store the ca step updated. The agent's own header is
+		// replaced by the injected one.
+		out := runAsNode(t, g, "curl", "-sS", "-m", "10", "-H", "Authorization: Bearer agent-made-up", "https://api.test/v1/echo")
+		assert.Contains(t, out, `"path":"/v1/echo"`)
+		assert.Contains(t, out, `"tls":true`)
+		assert.Contains(t, out, `"Authorization":["Bearer `+token+`"]`)
+		assert.NotContains(t, out, "agent-made-up")
 	})
 	t.Run("the token never enters the agent", func(t *testing.T) {
 		env := run(t, g, "sh", "-c", "cat /proc/*/environ | tr '\\0' '\\n'")

@@ -2,10 +2,13 @@ package launcher
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +16,9 @@ import (
 
 	"github.com/bot-bottle/bot-bottle/backends"
 	"github.com/bot-bottle/bot-bottle/backends/docker"
+	"github.com/bot-bottle/bot-bottle/backends/smolmachines"
+	"github.com/bot-bottle/bot-bottle/backends/smolmachines/smolmachinestest"
+	"github.com/bot-bottle/bot-bottle/internal/ca"
 	"github.com/bot-bottle/bot-bottle/internal/plan"
 	"github.com/bot-bottle/bot-bottle/internal/testenv"
 	"github.com/bot-bottle/bot-bottle/manifest"
@@ -54,6 +60,51 @@ func dockerOptions(t *testing.T, m *manifest.Manifest, agent string, e env) (Opt
 		Engine:    &DockerEngine{Engine: eng},
 		Images:    fixedImages{agentRef, sidecarRef},
 	}, eng
+}
+
+// smolCacheRoot is the XDG_CACHE_HOME of smolmachines tests: the exported
+// agent image tar lives under it (bot-bottle/smolvm), shared by every test
+// and test process instead of being exported per test.
+func smolCacheRoot() string { return filepath.Join(os.TempDir(), "bot-bottle-launcher-smolvm-cache") }
+
+// smolImageCache is where smolmachines tests keep the agent image tar, as
+// SaveImage lays it out under smolCacheRoot.
+func smolImageCache() string { return filepath.Join(smolCacheRoot(), "bot-bottle", "smolvm") }
+
+var pruneSmolCache sync.Once
+
+// smolOptions returns launch options on the smolmachines backend: sidecars
+// on the real engine, the agent in a machine of a fresh smolvm simulator
+// (simEnv configures it, e.g. its warm-up race), the test images, a private
+// state root and the given host environment.
+func smolOptions(t *testing.T, m *manifest.Manifest, agent string, e env, simEnv ...string) (Options, *docker.Engine, *smolmachinestest.Sim) {
+	t.Helper()
+	o, eng := dockerOptions(t, m, agent, e)
+	sim := smolmachinestest.New(t, eng.Client(), simEnv...)
+	cli := smolmachines.NewCLI(sim.Bin)
+	cli.Env = sim.Env
+	pruneSmolCache.Do(func() { pruneImageCache(t, eng, o.Images) })
+	o.Backend = plan.BackendSmolmachines
+	o.Machines = &SmolMachines{CLI: cli, Images: eng.Client(), CacheDir: smolImageCache()}
+	return o, eng, sim
+}
+
+// pruneImageCache keeps the test image cache to the current agent image:
+// tars of images rebuilt since would otherwise pile up.
+func pruneImageCache(t *testing.T, eng *docker.Engine, imgs steps.Images) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ref, err := imgs.AgentImage(ctx, "")
+	require.NoError(t, err)
+	insp, err := eng.Client().ImageInspect(ctx, ref)
+	require.NoError(t, err)
+	keep := strings.TrimPrefix(insp.ID, "sha256:")
+	entries, _ := os.ReadDir(smolImageCache())
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), keep) && !strings.HasPrefix(e.Name(), "."+keep) {
+			_ = os.Remove(filepath.Join(smolImageCache(), e.Name()))
+		}
+	}
 }
 
 // removeAtEnd removes the bottle when the test ends, whatever happened.
@@ -115,6 +166,12 @@ func tryRun(t *testing.T, g backends.Guest, argv ...string) (int, string) {
 // at /testserver), and returns its name.
 func server(t *testing.T, eng *docker.Engine, network string, aliases []string, argv ...string) string {
 	t.Helper()
+	return serverWithMounts(t, eng, network, aliases, nil, argv...)
+}
+
+// serverWithMounts is server with more bind mounts.
+func serverWithMounts(t *testing.T, eng *docker.Engine, network string, aliases []string, mounts []backends.Mount, argv ...string) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	labels := testenv.Labels(t)
@@ -126,7 +183,7 @@ func server(t *testing.T, eng *docker.Engine, network string, aliases []string, 
 		Entrypoint: argv,
 		Labels:     labels,
 		Networks:   []backends.Attachment{{Network: network, Aliases: aliases}},
-		Mounts:     []backends.Mount{{Source: testenv.GoBinary(t, "./internal/testenv/testserver"), Target: "/testserver", ReadOnly: true}},
+		Mounts:     append([]backends.Mount{{Source: testenv.GoBinary(t, "./internal/testenv/testserver"), Target: "/testserver", ReadOnly: true}}, mounts...),
 		Init:       true,
 	})
 	require.NoError(t, err)
@@ -146,4 +203,24 @@ func gitInit(t *testing.T) string {
 		require.NoError(t, err, "%v: %s", argv, out)
 	}
 	return dir
+}
+
+// upstreamTLS writes a CA and a server certificate for hosts into a temp
+// dir, returning the dir (cert.pem, key.pem inside) and the CA's path.
+func upstreamTLS(t *testing.T, hosts ...string) (dir, caPath string) {
+	t.Helper()
+	dir = t.TempDir()
+	caPath, keyPath, err := ca.Generate(t.TempDir(), "upstream test CA")
+	require.NoError(t, err)
+	pair, err := ca.Load(caPath, keyPath)
+	require.NoError(t, err)
+	leaf, err := ca.IssueServer(pair, hosts...)
+	require.NoError(t, err)
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Certificate[0]})
+	keyDER, err := x509.MarshalPKCS8PrivateKey(leaf.PrivateKey)
+	require.NoError(t, err)
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "cert.pem"), certPEM, 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "key.pem"), keyPEM, 0o644))
+	return dir, caPath
 }

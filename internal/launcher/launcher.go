@@ -46,6 +46,9 @@ type Options struct {
 	Observers   []dag.Observer
 	UndoTimeout time.Duration
 	Timeouts    steps.Timeouts
+	// UpstreamCA is a PEM file of extra roots egress trusts for upstream
+	// servers ($BOT_BOTTLE_UPSTREAM_CA); empty means the system pool.
+	UpstreamCA string
 	// Wrap replaces steps before execution; tests use it to inject faults.
 	Wrap func(dag.Step) dag.Step
 	// OnPlanned is called once the plan exists, before any side effect
@@ -120,6 +123,11 @@ func Run(ctx context.Context, o Options) (*Launched, *dag.Result, error) {
 	if err != nil {
 		return nil, nil, &PreflightError{Err: err}
 	}
+	if o.UpstreamCA != "" {
+		if _, err := os.Stat(o.UpstreamCA); err != nil {
+			return nil, nil, &PreflightError{Err: fmt.Errorf("$BOT_BOTTLE_UPSTREAM_CA: %w", err)}
+		}
+	}
 	if p.CopyCwdGit != "" {
 		if fi, err := os.Stat(p.CopyCwdGit); err != nil || !fi.IsDir() {
 			o.logger().Warn("--copy-cwd: no .git in the current directory; the workspace starts empty", "cwd", o.Cwd)
@@ -142,6 +150,7 @@ func Run(ctx context.Context, o Options) (*Launched, *dag.Result, error) {
 	}
 	l := &steps.Launch{
 		KnownHosts: knownHosts(o.Home),
+		UpstreamCA: o.UpstreamCA,
 		Plan:       p,
 		Engine:     o.Engine,
 		Images:     o.Images,

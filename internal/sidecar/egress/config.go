@@ -79,6 +79,9 @@ type Config struct {
 	// Supervise says whether the agent can ask for access through the
 	// supervise MCP server; denial messages mention it only then.
 	Supervise bool `json:"supervise,omitempty"`
+	// UpstreamCAFile holds extra PEM roots trusted for upstream servers,
+	// on top of the system pool (a private or corporate CA).
+	UpstreamCAFile string `json:"upstream_ca_file,omitempty"`
 	// MaxBodyScanBytes overrides DefaultMaxBodyScan.
 	MaxBodyScanBytes int64 `json:"max_body_scan_bytes,omitempty"`
 }

@@ -132,6 +132,14 @@ func New(cfg Config, opts Options) (*Server, error) {
 		return nil, err
 	}
 
+	if cfg.UpstreamCAFile != "" && opts.UpstreamRoots == nil {
+		roots, err := upstreamRoots(cfg.UpstreamCAFile)
+		if err != nil {
+			return nil, err
+		}
+		opts.UpstreamRoots = roots
+	}
+
 	dial := opts.Dial
 	if dial == nil {
 		d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
@@ -753,4 +761,20 @@ func (c *certCache) Fetch(host string, gen func() (*tls.Certificate, error)) (*t
 	c.certs[host] = cert
 	c.mu.Unlock()
 	return cert, nil
+}
+
+// upstreamRoots is the system pool plus the PEM certificates in path.
+func upstreamRoots(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("upstream_ca_file: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("upstream_ca_file %s: no PEM certificate in it", path)
+	}
+	return pool, nil
 }
