@@ -126,3 +126,11 @@ func TestLastHost(t *testing.T) {
 	_, ok = lastHost("")
 	assert.False(t, ok)
 }
+
+func TestNthLastHost(t *testing.T) {
+	ip, ok := nthLastHost("10.213.7.0/24", 2)
+	require.True(t, ok)
+	assert.Equal(t, "10.213.7.253", ip)
+	_, ok = nthLastHost("10.213.7.0/30", 3)
+	assert.False(t, ok, "a /30 has two host addresses: the third-last is the network address")
+}

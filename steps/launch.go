@@ -15,6 +15,7 @@ import (
 	"github.com/bot-bottle/bot-bottle/backends"
 	"github.com/bot-bottle/bot-bottle/dag"
 	"github.com/bot-bottle/bot-bottle/internal/plan"
+	"github.com/bot-bottle/bot-bottle/internal/sidecar/pipelock"
 )
 
 // Step IDs. They are stable: the same string names the node in `bottle
@@ -76,6 +77,8 @@ type Launch struct {
 	Secrets map[string]string
 	// Timeouts per step kind; zero fields take defaults.
 	Timeouts Timeouts
+	// Pipelock is where pipelock was found (firewall: pipelock only).
+	Pipelock pipelock.Location
 	// UpstreamCA is a host PEM file of extra roots the egress proxy trusts
 	// for upstream servers (a private CA); empty means the system pool.
 	UpstreamCA string

@@ -52,6 +52,11 @@ type sidecarSpec struct {
 	// AsUser runs the sidecar as the invoking user's uid:gid, so files it
 	// writes into mounted state dirs stay the user's.
 	AsUser bool
+	// Image replaces the sidecar image (a user-supplied pipelock).
+	Image string
+	// Ready replaces waiting for the readiness log line, for sidecars
+	// that are not ours.
+	Ready func(ctx context.Context) error
 	// OutsideIP fixes the sidecar's address on the outside network
 	// (where listeners the agent must not reach are bound).
 	OutsideIP string
@@ -60,6 +65,9 @@ type sidecarSpec struct {
 // start creates, starts and waits for the sidecar.
 func (s *sidecarStep) start(ctx context.Context, spec sidecarSpec) error {
 	_, image, _ := s.L.images()
+	if spec.Image != "" {
+		image = spec.Image
+	}
 	bundle, outside := s.L.networks()
 	cs := backends.ContainerSpec{
 		Name:   s.name,
@@ -90,7 +98,11 @@ func (s *sidecarStep) start(ctx context.Context, spec sidecarSpec) error {
 	if err := s.L.Engine.StartContainer(ctx, s.name); err != nil {
 		return fmt.Errorf("starting container %s: %w", s.name, err)
 	}
-	if w, ok := s.L.Engine.(ReadyWaiter); ok {
+	if spec.Ready != nil {
+		if err := spec.Ready(ctx); err != nil {
+			return fmt.Errorf("waiting for %s to be ready: %w", s.role, err)
+		}
+	} else if w, ok := s.L.Engine.(ReadyWaiter); ok {
 		if err := w.WaitForLog(ctx, s.name, readyLine); err != nil {
 			return fmt.Errorf("waiting for %s to be ready: %w", s.role, err)
 		}

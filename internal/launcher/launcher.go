@@ -19,6 +19,7 @@ import (
 	"github.com/bot-bottle/bot-bottle/backends"
 	"github.com/bot-bottle/bot-bottle/dag"
 	"github.com/bot-bottle/bot-bottle/internal/plan"
+	"github.com/bot-bottle/bot-bottle/internal/sidecar/pipelock"
 	"github.com/bot-bottle/bot-bottle/manifest"
 	"github.com/bot-bottle/bot-bottle/steps"
 )
@@ -46,6 +47,9 @@ type Options struct {
 	Observers   []dag.Observer
 	UndoTimeout time.Duration
 	Timeouts    steps.Timeouts
+	// LookPath finds programs on the host (pipelock); exec.LookPath when
+	// nil.
+	LookPath func(string) (string, error)
 	// UpstreamCA is a PEM file of extra roots egress trusts for upstream
 	// servers ($BOT_BOTTLE_UPSTREAM_CA); empty means the system pool.
 	UpstreamCA string
@@ -123,6 +127,17 @@ func Run(ctx context.Context, o Options) (*Launched, *dag.Result, error) {
 	if err != nil {
 		return nil, nil, &PreflightError{Err: err}
 	}
+	// pipelock is the user's to supply: find it before creating anything.
+	var pl pipelock.Location
+	if p.Firewall == manifest.FirewallPipelock {
+		var exists pipelock.ImageExists
+		if o.Engine != nil {
+			exists = o.Engine.ImageExists
+		}
+		if pl, err = pipelock.Locate(ctx, exists, getenv, o.LookPath); err != nil {
+			return nil, nil, &PreflightError{Err: fmt.Errorf("bottles.%s.firewall: %w", p.Bottle, err)}
+		}
+	}
 	if o.UpstreamCA != "" {
 		if _, err := os.Stat(o.UpstreamCA); err != nil {
 			return nil, nil, &PreflightError{Err: fmt.Errorf("$BOT_BOTTLE_UPSTREAM_CA: %w", err)}
@@ -151,6 +166,7 @@ func Run(ctx context.Context, o Options) (*Launched, *dag.Result, error) {
 	l := &steps.Launch{
 		KnownHosts: knownHosts(o.Home),
 		UpstreamCA: o.UpstreamCA,
+		Pipelock:   pl,
 		Plan:       p,
 		Engine:     o.Engine,
 		Images:     o.Images,
