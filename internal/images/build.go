@@ -27,6 +27,9 @@ mkdir -p /home/node/workspace /home/node/.claude
 chown -R node:node /home/node
 touch /var/log/claude-stub.jsonl
 chmod 0666 /var/log/claude-stub.jsonl
+# The base's openssh-server generated host keys at install time; the agent
+# runs no sshd and its image must hold no private key.
+rm -f /etc/ssh/ssh_host_*
 `
 
 // npmInstallScript installs Claude Code from npm on top of the agent setup.

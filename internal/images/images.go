@@ -81,7 +81,7 @@ const Suite = "bookworm"
 // so that images built by the old steps are not reused.
 const (
 	baseRecipe    = "base/2"
-	agentRecipe   = "agent/2"
+	agentRecipe   = "agent/3"
 	sidecarRecipe = "sidecar/1"
 )
 
