@@ -111,7 +111,9 @@ func TestDockerLaunchProvisionsTheAgent(t *testing.T) {
 		if s.ID() != steps.IDSidecarGitGate {
 			return s
 		}
-		return hook{s, func(ctx context.Context) error { return connect(ctx, eng, upstream, p.Names.Outside, "upstream.test", "api.test") }}
+		return hook{s, func(ctx context.Context) error {
+			return connect(ctx, eng, upstream, p.Names.Outside, "upstream.test", "api.test")
+		}}
 	}
 	removeAtEnd(t, o, &slug)
 
