@@ -27,6 +27,11 @@ const (
 	// live launch from a dead one.
 	LabelLauncherPID   = "bot-bottle.launcher-pid"
 	LabelLauncherStart = "bot-bottle.launcher-start"
+	// LabelStateRoot is the state root (where the bottle's ready marker
+	// and launch record live) of the launch that created a resource. ls
+	// and gc look only at bottles of their own state root: seen from
+	// another one, a healthy bottle has no ready marker and looks broken.
+	LabelStateRoot = "bot-bottle.state-root"
 )
 
 // Labels is a set of resource labels.

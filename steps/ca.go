@@ -13,7 +13,13 @@ import (
 // inside the script. chmod, chown and update-ca-certificates are folded
 // into one exec because each exec right after a microVM boots is exposed
 // to the warm-up race.
-const caInstallScript = `chmod 644 "$1" && chown root:root "$1" && update-ca-certificates`
+//
+// The certificate's link in /etc/ssl/certs is removed first so that a
+// rerun reports "1 added" again: the warm-up race can kill an attempt
+// after update-ca-certificates linked the certificate, and the retry would
+// otherwise see "0 added" and fail. update-ca-certificates rebuilds the
+// bundle from scratch, so a rerun never lists the certificate twice.
+const caInstallScript = `chmod 644 "$1" && chown root:root "$1" && rm -f "/etc/ssl/certs/$(basename "$1" .crt).pem" && update-ca-certificates`
 
 // CA installs the bottle's CA certificate in the guest's trust store: the
 // egress CA when egress is the agent's first hop, otherwise the firewall's.

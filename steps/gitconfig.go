@@ -11,9 +11,12 @@ import (
 )
 
 // GuestGitRewrites is the node user's XDG git config, where the gate's
-// insteadOf rewrites live. It is a separate file from ~/.gitconfig, which
-// git_user edits concurrently through `git config --global`: git reads
-// both, and neither step can clobber the other's writes.
+// insteadOf rewrites live. git_user runs concurrently and writes the node
+// user's other global file, ~/.gitconfig, with GIT_CONFIG_GLOBAL pinning
+// it there (left alone, git sends --global writes to this file when it
+// exists and ~/.gitconfig does not yet). Each step owns one file, so
+// neither can clobber the other's writes, in any order, on any rerun; git
+// reads both.
 const GuestGitRewrites = "/home/node/.config/git/config"
 
 // Gitconfig points every declared upstream at the git gate with
@@ -70,6 +73,7 @@ func (s *Gitconfig) Run(ctx context.Context) error {
 	if err := s.copyFile(ctx, staged, GuestGitRewrites); err != nil {
 		return fmt.Errorf("copying the gitconfig: %w", err)
 	}
+	// The copy lands as root, and so do the directories it created.
 	if _, err := s.exec(ctx, "chown", "-R", "node:node", "/home/node/.config"); err != nil {
 		return err
 	}

@@ -33,7 +33,9 @@ func (g *guestStep) exec(ctx context.Context, argv ...string) (backends.ExecResu
 var asNode = []string{"runuser", "-u", plan.GuestUser, "--"}
 
 // nodeEnv is the environment forced on commands run as the agent user.
-var nodeEnv = []string{"HOME=" + plan.GuestHome, "USER=" + plan.GuestUser}
+// GIT_CONFIG_GLOBAL pins `git config --global` to ~/.gitconfig, whatever
+// exists in ~/.config/git (see GuestGitRewrites).
+var nodeEnv = []string{"HOME=" + plan.GuestHome, "USER=" + plan.GuestUser, "GIT_CONFIG_GLOBAL=" + plan.GuestHome + "/.gitconfig"}
 
 // execAsNode runs argv as the agent user with HOME and USER forced.
 func (g *guestStep) execAsNode(ctx context.Context, argv ...string) (backends.ExecResult, error) {

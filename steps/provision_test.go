@@ -308,7 +308,8 @@ func TestGitconfigRewritesToGateOnHostLoopback(t *testing.T) {
 	content := string(g.copied[cp[0].Src])
 	assert.Contains(t, content, `[url "git://127.0.0.1:9418/claude-bottle.git"]`)
 	assert.Contains(t, content, "\tinsteadOf = ssh://git@host/repo.git")
-	assert.Contains(t, g.execs(), []string{"chown", "-R", "node:node", "/home/node/.config"})
+	assert.Equal(t, GuestGitRewrites, cp[0].Dst)
+	assert.Equal(t, [][]string{{"chown", "-R", "node:node", "/home/node/.config"}}, g.execs())
 }
 
 func TestGitconfigQuotesHostileValues(t *testing.T) {
@@ -355,6 +356,8 @@ func TestGitUser(t *testing.T) {
 				// HOME forced, or --global lands in /root/.gitconfig.
 				assert.Contains(t, c.Env, "HOME=/home/node")
 				assert.Contains(t, c.Env, "USER=node")
+				// and pinned to ~/.gitconfig, away from the gate's rewrites.
+				assert.Contains(t, c.Env, "GIT_CONFIG_GLOBAL=/home/node/.gitconfig")
 			}
 		})
 	}

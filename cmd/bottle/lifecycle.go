@@ -30,7 +30,8 @@ func newLsCmd() *cobra.Command {
   ready      launched, its agent runs
   launching  its launch is still in progress
   stopped    its agent was stopped
-  broken     its launch died or its agent is gone ('bottle gc' removes it)`,
+  broken     its launch died or its agent is gone ('bottle gc' removes it)
+  unknown    it runs on smolmachines and smolvm is not available to see it`,
 		Example: `  bottle ls
   bottle ls --json | jq -r '.[] | select(.state=="broken") | .slug'`,
 		Args: cobra.NoArgs,

@@ -9,6 +9,7 @@ import (
 
 	"github.com/bot-bottle/bot-bottle/backends"
 	"github.com/bot-bottle/bot-bottle/backends/docker"
+	"github.com/bot-bottle/bot-bottle/backends/smolmachines"
 	"github.com/bot-bottle/bot-bottle/internal/launcher"
 	"github.com/bot-bottle/bot-bottle/internal/plan"
 	"github.com/bot-bottle/bot-bottle/steps"
@@ -56,7 +57,19 @@ func openRuntime(ctx context.Context, backend, smolvmPath string) (*runtimeEnv, 
 // openLifecycleRuntime is openRuntime for ls/exec/stop/rm/gc: they act on
 // bottles of either backend, and smolvm is optional.
 func openLifecycleRuntime(ctx context.Context, smolvmPath string) (*runtimeEnv, error) {
-	return openRuntime(ctx, plan.BackendDocker, smolvmPath)
+	rt, err := openRuntime(ctx, plan.BackendDocker, smolvmPath)
+	if err != nil {
+		return nil, err
+	}
+	// A launch finds smolvm on PATH when neither --smolvm nor
+	// $BOT_BOTTLE_SMOLVM names it; so must ls, exec, stop, rm and gc, or
+	// they would not see the machines of the bottles it launched.
+	if rt.machines == nil && smolvmPath == "" && os.Getenv(smolmachines.PathEnv) == "" {
+		if m, err := newMachines(rt.engine.Engine, ""); err == nil {
+			rt.machines = m
+		}
+	}
+	return rt, nil
 }
 
 func (rt *runtimeEnv) Close() {

@@ -79,6 +79,9 @@ var pruneSmolCache sync.Once
 // state root and the given host environment.
 func smolOptions(t *testing.T, m *manifest.Manifest, agent string, e env, simEnv ...string) (Options, *docker.Engine, *smolmachinestest.Sim) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test: launches a bottle (not run with -short)")
+	}
 	o, eng := dockerOptions(t, m, agent, e)
 	sim := smolmachinestest.New(t, eng.Client(), simEnv...)
 	cli := smolmachines.NewCLI(sim.Bin)

@@ -104,6 +104,13 @@ func Run(ctx context.Context, o Options) (*Launched, *dag.Result, error) {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
+	// The CLI validates what it loads; checking here too means no caller
+	// can hand the steps a value validation exists to keep from them.
+	if o.Manifest != nil {
+		if err := manifest.Validate(o.Manifest); err != nil {
+			return nil, nil, &PreflightError{Err: err}
+		}
+	}
 	p, err := plan.New(plan.Input{
 		Manifest: o.Manifest, Agent: o.Agent, Backend: o.Backend, CopyCwd: o.CopyCwd, UserCwd: o.Cwd,
 		Version: o.Version, StateRoot: o.StateRoot, Rand: o.Rand, Getenv: getenv, Home: o.Home,
@@ -176,6 +183,7 @@ func Run(ctx context.Context, o Options) (*Launched, *dag.Result, error) {
 		ExtraLabels: map[string]string{
 			backends.LabelLauncherPID:   strconv.Itoa(me.PID),
 			backends.LabelLauncherStart: strconv.FormatUint(me.Start, 10),
+			backends.LabelStateRoot:     o.StateRoot,
 		},
 	}
 	if o.Machines != nil && p.Backend == plan.BackendSmolmachines {

@@ -21,6 +21,10 @@ const (
 	StateLaunching = "launching" // its launch is still in progress
 	StateBroken    = "broken"    // its launch died, or its agent is gone: gc removes it
 	StateStopped   = "stopped"   // its agent was stopped with `bottle stop`
+	// StateUnknown is a smolmachines bottle listed without smolvm: its
+	// machine cannot be seen, so whether it runs is unknown, and gc must
+	// not take the missing machine for a dead one.
+	StateUnknown = "unknown"
 )
 
 // Bottle is one bottle as found by label.
@@ -36,6 +40,10 @@ type Bottle struct {
 	Launcher Process `json:"launcher"`
 }
 
+// recordGrace is how long a state dir without a launch record counts as
+// a launch that is starting rather than one that died.
+const recordGrace = time.Minute
+
 // Resource kinds.
 const (
 	KindContainer = "container"
@@ -44,8 +52,9 @@ const (
 	KindMachine   = "machine"
 )
 
-// List finds every bottle by label, plus state dirs whose launch died
-// before it created anything, and classifies each.
+// List finds every bottle of stateRoot by label, plus state dirs whose
+// launch died before it created anything, and classifies each. Resources
+// labelled with another state root are not listed.
 func List(ctx context.Context, eng backends.Engine, m Machines, stateRoot string) ([]Bottle, error) {
 	res, err := eng.List(ctx, backends.Labels{backends.LabelSlug: ""})
 	if err != nil {
@@ -60,6 +69,11 @@ func List(ctx context.Context, eng backends.Engine, m Machines, stateRoot string
 	}
 	by := map[string]*Bottle{}
 	for _, r := range res {
+		// Another state root's bottle (another user's, another test's)
+		// would look broken from here, for want of its ready marker.
+		if root, ok := r.Labels[backends.LabelStateRoot]; ok && root != stateRoot {
+			continue
+		}
 		slug := r.Labels[backends.LabelSlug]
 		if slug == "" && r.Kind == KindMachine && strings.HasPrefix(r.Name, "bot-bottle-") {
 			slug = strings.TrimPrefix(r.Name, "bot-bottle-")
@@ -89,28 +103,44 @@ func List(ctx context.Context, eng backends.Engine, m Machines, stateRoot string
 	}
 	// State dirs without resources: a launch that died before its first
 	// resource, or a removal interrupted after the resources went.
+	starting := map[string]bool{}
 	if entries, err := os.ReadDir(stateRoot); err == nil {
 		for _, e := range entries {
-			if !e.IsDir() || by[e.Name()] != nil {
+			if !e.IsDir() || by[e.Name()] != nil || strings.HasPrefix(e.Name(), ".") {
 				continue
 			}
 			rec, err := readLaunchRecord(filepath.Join(stateRoot, e.Name()))
 			if err != nil {
-				continue // not a bottle state dir
+				// A launch records itself right after creating its dir;
+				// one killed in between leaves a dir without a record,
+				// which is a dead launch's once it is older than that
+				// moment could last.
+				fi, err := e.Info()
+				if err != nil {
+					continue
+				}
+				by[e.Name()] = &Bottle{Slug: e.Name(), Created: fi.ModTime()}
+				starting[e.Name()] = time.Since(fi.ModTime()) < recordGrace
+				continue
 			}
 			by[e.Name()] = &Bottle{Slug: e.Name(), Agent: rec.Agent, Backend: rec.Backend, Launcher: rec.Launcher, Created: rec.Started}
 		}
 	}
 	out := make([]Bottle, 0, len(by))
 	for _, b := range by {
-		classify(b, stateRoot)
+		classify(b, stateRoot, m != nil)
+		if starting[b.Slug] {
+			b.State, b.Reason = StateLaunching, "its launch is starting"
+		}
 		out = append(out, *b)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Slug < out[j].Slug })
 	return out, nil
 }
 
-func classify(b *Bottle, stateRoot string) {
+// classify sets the bottle's state; machinesSeen says whether smolvm's
+// machines were listed along with the engine's resources.
+func classify(b *Bottle, stateRoot string, machinesSeen bool) {
 	dir := filepath.Join(stateRoot, b.Slug)
 	if b.Launcher.PID == 0 {
 		if rec, err := readLaunchRecord(dir); err == nil {
@@ -121,6 +151,10 @@ func classify(b *Bottle, stateRoot string) {
 	ready := readyErr == nil
 	if !ready && b.Launcher.Alive() {
 		b.State = StateLaunching
+		return
+	}
+	if b.Backend == plan.BackendSmolmachines && !machinesSeen {
+		b.State, b.Reason = StateUnknown, "its agent is a smolvm machine and smolvm is not available (set BOT_BOTTLE_SMOLVM or pass --smolvm)"
 		return
 	}
 	if !ready {

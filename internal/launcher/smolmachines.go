@@ -31,15 +31,38 @@ func (s *SmolMachines) PrepareImage(ctx context.Context, imageRef string) (strin
 // Boot creates and starts the machine. A machine that was created but did
 // not start is deleted before the error returns, so the step's undo has
 // nothing half-made to find.
+//
+// Once begun, create and start run to their end even when ctx is
+// cancelled (its deadline still bounds them): a smolvm killed half-way
+// leaves what it was making (a VM, a record) to appear after the undo
+// looked, so the undo would miss it. A cancellation is noticed between
+// the two and by the steps after.
 func (s *SmolMachines) Boot(ctx context.Context, spec steps.MachineSpec) (backends.Guest, error) {
-	err := s.CLI.Create(ctx, smolmachines.MachineSpec{Name: spec.Name, ImageTar: spec.Image, Env: spec.Env, Labels: spec.Labels})
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	settled, cancel := settle(ctx)
+	defer cancel()
+	err := s.CLI.Create(settled, smolmachines.MachineSpec{Name: spec.Name, ImageTar: spec.Image, Env: spec.Env, Labels: spec.Labels})
 	if err != nil {
 		return nil, err
 	}
-	if err := s.CLI.Start(ctx, spec.Name); err != nil {
-		return nil, errors.Join(err, s.CLI.Delete(context.WithoutCancel(ctx), spec.Name))
+	if err := ctx.Err(); err != nil {
+		return nil, errors.Join(err, s.CLI.Delete(settled, spec.Name))
+	}
+	if err := s.CLI.Start(settled, spec.Name); err != nil {
+		return nil, errors.Join(err, s.CLI.Delete(settled, spec.Name))
 	}
 	return smolmachines.NewMachine(s.CLI, spec.Name), nil
+}
+
+// settle is ctx without its cancellation, keeping its deadline.
+func settle(ctx context.Context) (context.Context, context.CancelFunc) {
+	detached := context.WithoutCancel(ctx)
+	if dl, ok := ctx.Deadline(); ok {
+		return context.WithDeadline(detached, dl)
+	}
+	return context.WithCancel(detached)
 }
 
 // Delete removes a machine; missing is fine.

@@ -19,10 +19,10 @@ import (
 	"github.com/moby/moby/client"
 )
 
-// Labels the simulator puts on its containers besides the machine's own:
-// labelSim marks every simulator container, labelState says which state
-// directory (so one test's cleanup removes its containers only) and
-// labelMachine names the machine.
+// Labels the simulator puts on its containers, instead of the machine's
+// own (see start): labelSim marks every simulator container, labelState
+// says which state directory (so one test's cleanup removes its containers
+// only) and labelMachine names the machine.
 const (
 	labelSim     = "smolvmsim"
 	labelState   = "smolvmsim.state"
@@ -171,13 +171,15 @@ func (e *engine) start(ctx context.Context, m *machine, stateDir string) error {
 		return nil
 	}
 	if !exists {
-		labels := map[string]string{}
-		for k, v := range m.Labels {
-			labels[k] = v
+		// The machine's own labels stay in its record and are not copied:
+		// real smolvm runs no Docker container, so nothing that lists
+		// containers by the machine's labels (bot-bottle's ls, stop, rm)
+		// may find this one and act on it behind smolvm's back.
+		labels := map[string]string{
+			labelSim:     "1",
+			labelState:   stateDir,
+			labelMachine: m.Name,
 		}
-		labels[labelSim] = "1"
-		labels[labelState] = stateDir
-		labels[labelMachine] = m.Name
 		// The machine's command replaces the image's entrypoint too, as
 		// smolvm's "-- CMD" does.
 		cfg := &container.Config{
