@@ -39,6 +39,11 @@ func (e *Engine) CreateContainer(ctx context.Context, spec backends.ContainerSpe
 	if spec.HostNetwork && (len(spec.Networks) > 0 || len(spec.PublishLoopback) > 0) {
 		return "", fmt.Errorf("container %s: host networking excludes networks and published ports", spec.Name)
 	}
+	ctx, cancel, err := settle(ctx)
+	if err != nil {
+		return "", fmt.Errorf("create container %s: %w", spec.Name, err)
+	}
+	defer cancel()
 	cfg := &container.Config{
 		Image:      spec.Image,
 		Entrypoint: spec.Entrypoint,
@@ -148,7 +153,12 @@ func (e *Engine) connect(ctx context.Context, containerID string, att backends.A
 
 // StartContainer starts a created or stopped container.
 func (e *Engine) StartContainer(ctx context.Context, nameOrID string) error {
-	_, err := e.cli.ContainerStart(ctx, nameOrID, client.ContainerStartOptions{})
+	ctx, cancel, err := settle(ctx)
+	if err != nil {
+		return fmt.Errorf("start container %s: %w", nameOrID, err)
+	}
+	defer cancel()
+	_, err = e.cli.ContainerStart(ctx, nameOrID, client.ContainerStartOptions{})
 	return wrapErr(err, "start container %s", nameOrID)
 }
 
@@ -159,14 +169,43 @@ func (e *Engine) StopContainer(ctx context.Context, nameOrID string, grace time.
 	return wrapErr(err, "stop container %s", nameOrID)
 }
 
+// removalPoll is how often RemoveContainer checks on a removal another
+// caller started; removalWait bounds how long it waits for it.
+const (
+	removalPoll = 100 * time.Millisecond
+	removalWait = time.Minute
+)
+
 // RemoveContainer force-removes a container with its anonymous volumes; a
-// missing container is not an error.
+// missing container is not an error. When another caller is removing the
+// same container (concurrent rm, gc and rollbacks), it waits until that
+// removal is over, trying again should it have failed, so it returns nil
+// only once the container is gone.
 func (e *Engine) RemoveContainer(ctx context.Context, nameOrID string) error {
-	_, err := e.cli.ContainerRemove(ctx, nameOrID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
-	if err == nil || cerrdefs.IsNotFound(err) {
-		return nil
+	ctx, cancel := context.WithTimeout(ctx, removalWait)
+	defer cancel()
+	for {
+		_, err := e.cli.ContainerRemove(ctx, nameOrID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+		if err == nil || cerrdefs.IsNotFound(err) {
+			return nil
+		}
+		if !removalInProgress(err) {
+			return wrapErr(err, "remove container %s", nameOrID)
+		}
+		t := time.NewTimer(removalPoll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return wrapErr(err, "remove container %s", nameOrID)
+		case <-t.C:
+		}
 	}
-	return wrapErr(err, "remove container %s", nameOrID)
+}
+
+// removalInProgress recognises the engine's refusal to remove a container
+// that another request is removing.
+func removalInProgress(err error) bool {
+	return cerrdefs.IsConflict(err) && strings.Contains(err.Error(), "already in progress")
 }
 
 func (e *Engine) inspect(ctx context.Context, nameOrID string) (container.InspectResponse, error) {

@@ -73,6 +73,31 @@ func (e *Engine) ImageExists(ctx context.Context, ref string) (bool, error) {
 	return false, fmt.Errorf("inspect image %s: %w", ref, err)
 }
 
+// settleTimeout bounds a mutating call whose caller set no deadline.
+const settleTimeout = 2 * time.Minute
+
+// settle returns the context for a call that changes the engine's state
+// (create, start, connect), or an error when ctx is already done so no new
+// change begins. The daemon carries such a call out to the end even when
+// the client gives up on the request: a create abandoned on Ctrl-C still
+// makes its container a moment later. Abandoning it would hide a resource
+// that is about to exist from the caller's undo, which could then run
+// before it appears and leave it behind. So once begun, a change ignores
+// the caller's cancellation and only its deadline (or settleTimeout)
+// bounds it; the caller notices the cancellation at its next call.
+func settle(ctx context.Context) (context.Context, context.CancelFunc, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	detached := context.WithoutCancel(ctx)
+	if dl, ok := ctx.Deadline(); ok {
+		c, cancel := context.WithDeadline(detached, dl)
+		return c, cancel, nil
+	}
+	c, cancel := context.WithTimeout(detached, settleTimeout)
+	return c, cancel, nil
+}
+
 // wrapErr adds context to an engine error and tags a missing object with
 // backends.ErrNotFound, so callers can use errors.Is without knowing the
 // engine client's error types.

@@ -79,6 +79,11 @@ func (e *Engine) CreateNetwork(ctx context.Context, spec backends.NetworkSpec) (
 // lists after its own creation, so exactly one of concurrent creators keeps
 // its network.
 func (e *Engine) createNetworkUnique(ctx context.Context, name string, opts client.NetworkCreateOptions) (string, error) {
+	ctx, cancel, err := settle(ctx)
+	if err != nil {
+		return "", fmt.Errorf("create network %s: %w", name, err)
+	}
+	defer cancel()
 	existing, err := e.networksNamed(ctx, name)
 	if err != nil {
 		return "", err

@@ -94,13 +94,17 @@ created; the error names the step that failed.`,
 			rec := metrics.New(lf.backend)
 			cwd, _ := os.Getwd()
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			wrap, err := testStepWrap()
+			if err != nil {
+				return usageErrorf("%v", err)
+			}
 			var planned *plan.Plan
 			launched, res, err := launcher.Run(ctx, launcher.Options{
 				Manifest: m, Agent: args[0], Backend: lf.backend, CopyCwd: lf.copyCwd, Cwd: cwd,
 				Version: buildVersion(), StateRoot: statedir.Root(), Home: homeDir(),
 				Engine: rt.engine, Images: rt.images, Machines: rt.machines, Log: log,
 				UpstreamCA:  os.Getenv(envUpstreamCA),
-				MaxParallel: lf.maxParallel, Observers: []dag.Observer{progress, rec},
+				MaxParallel: lf.maxParallel, Observers: []dag.Observer{progress, rec}, Wrap: wrap,
 				OnPlanned: func(p *plan.Plan) {
 					planned = p
 					fmt.Fprintf(os.Stderr, "launching %s (%s on %s)\n", p.Slug, p.Agent, p.Backend)
@@ -160,20 +164,34 @@ created; the error names the step that failed.`,
 	return cmd
 }
 
+// stepWrapHook, when set, returns the launch's step wrapper. Only test
+// builds set it (faultinject.go, build tag faultinject): release builds
+// have no way to alter a launch's steps.
+var stepWrapHook func() (func(dag.Step) dag.Step, error)
+
+func testStepWrap() (func(dag.Step) dag.Step, error) {
+	if stepWrapHook == nil {
+		return nil, nil
+	}
+	return stepWrapHook()
+}
+
 // maxPromptArg is the largest prompt passed to claude as an argument;
 // Linux caps one argument at 128 KiB. A larger prompt is read by claude
 // from the provisioned prompt file.
 const maxPromptArg = 100 * 1024
 
-// claudeArgv is claude run as node in the workspace, with the prompt.
+// claudeArgv is claude run as node in the workspace, with the prompt. The
+// prompt follows "--": a prompt starting with '-' is text for the agent,
+// never an option of claude's (such as one that skips permission checks).
 func claudeArgv(p *plan.Plan) []string {
 	argv := []string{"runuser", "-u", plan.GuestUser, "--", "env", "HOME=" + plan.GuestHome, "USER=" + plan.GuestUser, "claude"}
 	switch {
 	case p.Prompt == "":
 	case len(p.Prompt) <= maxPromptArg:
-		argv = append(argv, p.Prompt)
+		argv = append(argv, "--", p.Prompt)
 	default:
-		argv = append(argv, "Read your instructions from "+plan.GuestPromptPath+" and follow them.")
+		argv = append(argv, "--", "Read your instructions from "+plan.GuestPromptPath+" and follow them.")
 	}
 	return argv
 }

@@ -50,6 +50,10 @@ func (d *DockerEngine) WaitForLog(ctx context.Context, container string, match f
 	}
 	defer rc.Close()
 	pr, pw := io.Pipe()
+	// The sidecar may log on after its ready line: closing the reading end
+	// when the wait ends fails the copier's pending write, so it exits
+	// instead of blocking forever.
+	defer pr.Close()
 	go func() {
 		_, err := stdcopy.StdCopy(pw, pw, rc)
 		pw.CloseWithError(err)

@@ -189,11 +189,14 @@ func TestDockerLaunchProvisionsTheAgent(t *testing.T) {
 	t.Run("route: TLS verified against the bottle CA, token injected", func(t *testing.T) {
 		// No -k: curl verifies egress's certificate for api.test against
 		// the trust store the ca step updated. The agent's own header is
-		// replaced by the injected one.
+		// replaced by the injected one. The upstream echoes it; egress
+		// masks the token in the echo, so the mask standing where the
+		// token was proves the upstream received it.
 		out := runAsNode(t, g, "curl", "-sS", "-m", "10", "-H", "Authorization: Bearer agent-made-up", "https://api.test/v1/echo")
 		assert.Contains(t, out, `"path":"/v1/echo"`)
 		assert.Contains(t, out, `"tls":true`)
-		assert.Contains(t, out, `"Authorization":["Bearer `+token+`"]`)
+		assert.Contains(t, out, `"Authorization":["Bearer `+strings.Repeat("*", len(token))+`"]`)
+		assert.NotContains(t, out, token)
 		assert.NotContains(t, out, "agent-made-up")
 	})
 	t.Run("the token never enters the agent", func(t *testing.T) {

@@ -163,8 +163,8 @@ func Run(ctx context.Context, o Options) (*Launched, *dag.Result, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := os.MkdirAll(p.StateDir, 0o700); err != nil {
-		return nil, nil, fmt.Errorf("creating the state dir: %w", err)
+	if err := claimSlug(ctx, o, p); err != nil {
+		return nil, nil, err
 	}
 	if err := writeLaunchRecord(p, me); err != nil {
 		_ = os.RemoveAll(p.StateDir)

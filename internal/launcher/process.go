@@ -1,7 +1,9 @@
 package launcher
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bot-bottle/bot-bottle/backends"
+	"github.com/bot-bottle/bot-bottle/dag"
 	"github.com/bot-bottle/bot-bottle/internal/plan"
 )
 
@@ -78,7 +82,12 @@ func writeLaunchRecord(p *plan.Plan, me Process) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(p.StateDir, launchFile), b, 0o600); err != nil {
+	// Written aside and renamed, so a crash never leaves a torn record.
+	path := filepath.Join(p.StateDir, launchFile)
+	if err := os.WriteFile(path+".tmp", b, 0o600); err != nil {
+		return fmt.Errorf("writing the launch record: %w", err)
+	}
+	if err := os.Rename(path+".tmp", path); err != nil {
 		return fmt.Errorf("writing the launch record: %w", err)
 	}
 	return nil
@@ -91,4 +100,50 @@ func readLaunchRecord(stateDir string) (launchRecord, error) {
 		return rec, err
 	}
 	return rec, json.Unmarshal(b, &rec)
+}
+
+// ErrSlugTaken is returned (wrapped) when the slug a launch drew belongs
+// to a bottle that exists already.
+var ErrSlugTaken = errors.New("slug taken by another bottle")
+
+// claimSlug creates the launch's state dir, which must not exist, after
+// making sure no resource or machine carries the slug. A launch's rollback
+// sweeps everything labelled with its slug: had it drawn the slug of a
+// bottle that exists (in this state root, or another one on the same
+// engine), a failure would destroy that bottle. Nothing is created when
+// the slug is taken.
+func claimSlug(ctx context.Context, o Options, p *plan.Plan) error {
+	taken := fmt.Errorf("%s: %w; launch again to draw another", p.Slug, ErrSlugTaken)
+	if err := os.MkdirAll(filepath.Dir(p.StateDir), 0o700); err != nil {
+		return fmt.Errorf("creating the state root: %w", err)
+	}
+	if err := os.Mkdir(p.StateDir, 0o700); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return taken
+		}
+		return fmt.Errorf("creating the state dir: %w", err)
+	}
+	var found []backends.Resource
+	res, err := o.Engine.List(ctx, backends.Labels{backends.LabelSlug: p.Slug})
+	found = append(found, res...)
+	if err == nil && o.Machines != nil {
+		res, err = o.Machines.List(ctx)
+		for _, r := range res {
+			if r.Labels[backends.LabelSlug] == p.Slug || (r.Name != "" && r.Name == p.Names.Machine) {
+				found = append(found, r)
+			}
+		}
+	}
+	if err != nil || len(found) > 0 {
+		_ = os.Remove(p.StateDir)
+		if ctx.Err() != nil {
+			// Ctrl-C before the first step: say so, as a cancelled graph does.
+			return &dag.StepError{Cancelled: true, Err: context.Cause(ctx)}
+		}
+		if err != nil {
+			return fmt.Errorf("checking that slug %s is free: %w", p.Slug, err)
+		}
+		return taken
+	}
+	return nil
 }

@@ -118,21 +118,33 @@ var (
 // file and nothing piles up between runs.
 func GoBinary(t testing.TB, pkg string) string {
 	t.Helper()
+	return GoBinaryTags(t, pkg)
+}
+
+// GoBinaryTags is GoBinary with build tags (e.g. "faultinject" for the
+// bottle binary that injects test faults). Each set of tags gets its own
+// binary, named after the package and the tags.
+func GoBinaryTags(t testing.TB, pkg string, tags ...string) string {
+	t.Helper()
+	key := pkg
+	if len(tags) > 0 {
+		key += " " + strings.Join(tags, ",")
+	}
 	buildsMu.Lock()
-	b, ok := builds[pkg]
+	b, ok := builds[key]
 	if !ok {
 		b = &built{}
-		builds[pkg] = b
+		builds[key] = b
 	}
 	buildsMu.Unlock()
-	b.once.Do(func() { b.path, b.err = goBuild(pkg) })
+	b.once.Do(func() { b.path, b.err = goBuild(pkg, tags) })
 	if b.err != nil {
 		t.Fatal(b.err)
 	}
 	return b.path
 }
 
-func goBuild(pkg string) (string, error) {
+func goBuild(pkg string, tags []string) (string, error) {
 	root, err := moduleRoot()
 	if err != nil {
 		return "", err
@@ -142,10 +154,15 @@ func goBuild(pkg string) (string, error) {
 		return "", err
 	}
 	out := filepath.Join(dir, filepath.Base(pkg))
+	args := []string{"build", "-trimpath"}
+	if len(tags) > 0 {
+		out += "-" + strings.Join(tags, "-")
+		args = append(args, "-tags", strings.Join(tags, ","))
+	}
 	var sfx [4]byte
 	_, _ = rand.Read(sfx[:])
 	tmp := out + ".tmp-" + hex.EncodeToString(sfx[:])
-	cmd := exec.Command(goTool(), "build", "-trimpath", "-o", tmp, pkg)
+	cmd := exec.Command(goTool(), append(args, "-o", tmp, pkg)...)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if msg, err := cmd.CombinedOutput(); err != nil {
