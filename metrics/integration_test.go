@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -98,9 +99,17 @@ func TestThroughTheExecutor(t *testing.T) {
 	require.True(t, ok)
 	assert.Equal(t, ms(600), gate.Duration)
 	assert.Equal(t, 2, gate.Attempts)
+	// Every step that ran has a retries series; only git-gate's is not 0.
 	n, err := countSeries(rec, StepRetriesName)
 	require.NoError(t, err)
-	assert.Equal(t, 1, n, "only git-gate retried")
+	assert.Equal(t, len(res.Steps), n)
+	for _, s := range res.Steps {
+		want := 0.0
+		if s.ID == "sidecar:git-gate" {
+			want = 1
+		}
+		assert.Equal(t, want, testutil.ToFloat64(rec.stepRetries.WithLabelValues(s.ID, "docker")), s.ID)
+	}
 	launch := histogram(t, rec.Gatherer(), LaunchDurationName, map[string]string{"backend": "docker", "outcome": "ok"})
 	assert.InDelta(t, 1.6, launch.GetSampleSum(), 1e-9)
 

@@ -49,9 +49,11 @@ var DurationBuckets = prometheus.ExponentialBuckets(0.001, 2, 17)
 // event (succeeded, failed or cancelled), labelled with that outcome.
 // ObserveLaunch records the launch as a whole.
 //
-// A Recorder follows one execution at a time: the duration of a retried
-// step is measured from the start of its first attempt, which is keyed by
-// step ID. Sequential launches (as in `bottle bench`) may share one.
+// As an observer, a Recorder follows one execution at a time: the duration
+// of a retried step is measured from the start of its first attempt, which
+// is keyed by step ID. Sequential launches may share it as their observer;
+// launches running at once (`bottle bench --parallel`) each observe through
+// their own Execution, which records into the same metrics.
 type Recorder struct {
 	backend string
 	reg     *prometheus.Registry
@@ -63,20 +65,29 @@ type Recorder struct {
 	criticalPath   *prometheus.HistogramVec
 	launches       *prometheus.CounterVec
 
+	// starts is the bookkeeping of the Recorder's own OnEvent.
+	starts startTracker
+}
+
+// startTracker remembers when each running step of one execution first
+// started. Step IDs are unique within an execution only.
+type startTracker struct {
 	mu sync.Mutex
 	// firstStart maps a running step to the offset of its first attempt.
 	firstStart map[string]time.Duration
 }
 
-var _ dag.Observer = (*Recorder)(nil)
+var (
+	_ dag.Observer = (*Recorder)(nil)
+	_ dag.Observer = (*executionObserver)(nil)
+)
 
 // New returns a Recorder whose metrics carry the given backend label
 // ("docker", "smolvm", ...).
 func New(backend string) *Recorder {
 	r := &Recorder{
-		backend:    backend,
-		reg:        prometheus.NewRegistry(),
-		firstStart: make(map[string]time.Duration),
+		backend: backend,
+		reg:     prometheus.NewRegistry(),
 		stepDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    StepDurationName,
 			Help:    "Duration of one launch step, from the start of its first attempt to the end of its last (backoff included).",
@@ -120,33 +131,59 @@ func (r *Recorder) Gatherer() prometheus.Gatherer { return r.reg }
 // Backend returns the backend label the Recorder was created with.
 func (r *Recorder) Backend() string { return r.backend }
 
-// OnEvent implements dag.Observer. It is safe for concurrent use.
-func (r *Recorder) OnEvent(e dag.Event) {
+// OnEvent implements dag.Observer. It is safe for concurrent use, within
+// one execution at a time (see Execution).
+func (r *Recorder) OnEvent(e dag.Event) { r.observe(e, &r.starts) }
+
+// Execution returns an observer of one execution that records into r's
+// metrics with bookkeeping of its own, so that executions running at once
+// never take each other's step start times.
+func (r *Recorder) Execution() dag.Observer { return &executionObserver{r: r} }
+
+type executionObserver struct {
+	r      *Recorder
+	starts startTracker
+}
+
+func (x *executionObserver) OnEvent(e dag.Event) { x.r.observe(e, &x.starts) }
+
+func (r *Recorder) observe(e dag.Event, st *startTracker) {
 	switch e.Kind {
 	case dag.EventStarted:
 		r.stepAttempts.WithLabelValues(e.Step, r.backend).Inc()
-		r.mu.Lock()
-		if _, running := r.firstStart[e.Step]; !running || e.Attempt <= 1 {
-			r.firstStart[e.Step] = e.Offset
-		}
-		r.mu.Unlock()
+		// A step that ran has a retries series from its first attempt,
+		// at 0 until it retries: a launch without retries still exports
+		// the family, and rate() and increase() see 0 rather than no data.
+		r.stepRetries.WithLabelValues(e.Step, r.backend)
+		st.started(e)
 	case dag.EventRetrying:
 		r.stepRetries.WithLabelValues(e.Step, r.backend).Inc()
 	case dag.EventSucceeded, dag.EventFailed, dag.EventCancelled:
 		r.stepDuration.WithLabelValues(e.Step, r.backend, string(terminalOutcome(e.Kind))).
-			Observe(r.stepDurationOf(e).Seconds())
+			Observe(st.durationOf(e).Seconds())
 	}
 }
 
-// stepDurationOf measures a finished step like dag.StepResult.Duration does
+func (st *startTracker) started(e dag.Event) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.firstStart == nil {
+		st.firstStart = make(map[string]time.Duration)
+	}
+	if _, running := st.firstStart[e.Step]; !running || e.Attempt <= 1 {
+		st.firstStart[e.Step] = e.Offset
+	}
+}
+
+// durationOf measures a finished step like dag.StepResult.Duration does
 // (first attempt's start to last attempt's end), so the metric and the
 // timings file agree. The event's own Duration covers the last attempt
 // only; it is the fallback when the start was not seen.
-func (r *Recorder) stepDurationOf(e dag.Event) time.Duration {
-	r.mu.Lock()
-	start, ok := r.firstStart[e.Step]
-	delete(r.firstStart, e.Step)
-	r.mu.Unlock()
+func (st *startTracker) durationOf(e dag.Event) time.Duration {
+	st.mu.Lock()
+	start, ok := st.firstStart[e.Step]
+	delete(st.firstStart, e.Step)
+	st.mu.Unlock()
 	if !ok {
 		return e.Duration
 	}

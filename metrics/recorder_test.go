@@ -91,6 +91,9 @@ func TestRecorderCountsAttemptsAndRetriesFromEvents(t *testing.T) {
 	want := `
 # HELP bot_bottle_step_retries_total Failed attempts of a launch step that were followed by another attempt.
 # TYPE bot_bottle_step_retries_total counter
+bot_bottle_step_retries_total{backend="docker",step="ca"} 0
+bot_bottle_step_retries_total{backend="docker",step="image"} 0
+bot_bottle_step_retries_total{backend="docker",step="sidecar:egress"} 0
 bot_bottle_step_retries_total{backend="docker",step="sidecar:git-gate"} 1
 `
 	require.NoError(t, testutil.CollectAndCompare(r.stepRetries, strings.NewReader(want)))

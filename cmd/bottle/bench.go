@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/spf13/cobra"
@@ -60,8 +63,12 @@ skew the figures. --timings writes every cycle's timings as a JSON array;
 				return err
 			}
 			defer rt.Close()
+			agent, found := m.Agents[args[0]]
+			if !found {
+				return usageErrorf("agent %q is not in the manifest (agents: %s)", args[0], strings.Join(slices.Sorted(maps.Keys(m.Agents)), ", "))
+			}
 			// Warm the image cache outside the measurement.
-			if _, err := rt.images.AgentImage(ctx, m.Bottles[m.Agents[args[0]].Bottle].Image); err != nil {
+			if _, err := rt.images.AgentImage(ctx, m.Bottles[agent.Bottle].Image); err != nil {
 				return err
 			}
 			if _, err := rt.images.SidecarImage(ctx); err != nil {
@@ -94,7 +101,9 @@ skew the figures. --timings writes every cycle's timings as a JSON array;
 				go func() {
 					defer wg.Done()
 					defer func() { <-sem }()
-					obs := []dag.Observer{rec}
+					// Cycles run at once: each observes through its own
+					// view of the recorder.
+					obs := []dag.Observer{rec.Execution()}
 					if progress != nil {
 						obs = append(obs, progress)
 					}
@@ -153,7 +162,15 @@ skew the figures. --timings writes every cycle's timings as a JSON array;
 				return err
 			}
 			if len(failures) > 0 {
-				return fmt.Errorf("%d of %d cycles failed", len(failures), n)
+				err := fmt.Errorf("%d of %d cycles failed", len(failures), n)
+				// A problem found before anything was created (a token
+				// not set, a skill missing) fails every cycle alike and
+				// is the caller's to fix, as with launch: exit 2.
+				var pe *launcher.PreflightError
+				if len(ok) == 0 && errors.As(failures[0], &pe) {
+					return errors.Join(err, pe)
+				}
+				return err
 			}
 			return nil
 		},

@@ -32,6 +32,25 @@ chmod 0666 /var/log/claude-stub.jsonl
 rm -f /etc/ssh/ssh_host_*
 `
 
+// trustStoreScript runs last in every agent build. It gathers the
+// distribution's trust anchors into one file that /etc/ca-certificates.conf
+// lists alone, so that update-ca-certificates, which every launch runs to
+// add the bottle's CA, handles two certificates instead of some 150: it
+// starts several processes per certificate and per link in /etc/ssl/certs,
+// which cost seconds per launch, most of all on fuse-overlayfs. The bundle
+// (/etc/ssl/certs/ca-certificates.crt) stays byte for byte the same, as the
+// cmp checks; what goes is the per-anchor links and hash links in
+// /etc/ssl/certs. Clients find the anchors through the bundle: it is
+// OpenSSL's and GnuTLS's default CA file, and the agent's SSL_CERT_FILE and
+// GIT_SSL_CAINFO name it.
+const trustStoreScript = `set -eu
+mkdir -p /usr/share/ca-certificates/bot-bottle
+cp /etc/ssl/certs/ca-certificates.crt /usr/share/ca-certificates/bot-bottle/system.crt
+echo bot-bottle/system.crt > /etc/ca-certificates.conf
+update-ca-certificates --fresh
+cmp /etc/ssl/certs/ca-certificates.crt /usr/share/ca-certificates/bot-bottle/system.crt
+`
+
 // npmInstallScript installs Claude Code from npm on top of the agent setup.
 const npmInstallScript = `set -eu
 export DEBIAN_FRONTEND=noninteractive
@@ -90,6 +109,7 @@ func (b *Builder) EnsureAgent(ctx context.Context, flavour string) (string, erro
 		spec.script += npmInstallScript
 		spec.network = true
 	}
+	spec.script += trustStoreScript
 	return b.ensureBuilt(ctx, spec)
 }
 

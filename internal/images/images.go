@@ -81,7 +81,7 @@ const Suite = "bookworm"
 // so that images built by the old steps are not reused.
 const (
 	baseRecipe    = "base/2"
-	agentRecipe   = "agent/3"
+	agentRecipe   = "agent/4"
 	sidecarRecipe = "sidecar/1"
 )
 
@@ -266,9 +266,9 @@ func (b *Builder) agentHash(ctx context.Context, flavour string) (string, error)
 		if err != nil {
 			return "", fmt.Errorf("claude stub: %w", err)
 		}
-		return hashOf(agentRecipe, flavour, base, agentSetupScript, ClaudePath, stub), nil
+		return hashOf(agentRecipe, flavour, base, agentSetupScript, trustStoreScript, ClaudePath, stub), nil
 	case FlavourNPM:
-		return hashOf(agentRecipe, flavour, base, agentSetupScript, npmInstallScript, NPMPackage), nil
+		return hashOf(agentRecipe, flavour, base, agentSetupScript, npmInstallScript, trustStoreScript, NPMPackage), nil
 	default:
 		return "", fmt.Errorf("unknown agent flavour %q (want %q or %q)", flavour, FlavourStub, FlavourNPM)
 	}
