@@ -136,9 +136,17 @@ func (e *SourceError) Unwrap() error { return e.Err }
 
 // Path building. Keys made only of letters, digits, '_' and '-' are
 // written bare; anything else is quoted so that hostile keys (newlines,
-// terminal escapes, dots) cannot forge or garble a path.
+// terminal escapes, dots) cannot forge or garble a path. A key too long to
+// be a valid name is cut, so one huge key cannot make every message about
+// it huge.
+
+// maxPathKey is the longest key written into a path whole.
+const maxPathKey = 64
 
 func joinKey(base, key string) string {
+	if len(key) > maxPathKey {
+		return base + "[" + quoteShort(key) + "]"
+	}
 	if !plainKey(key) {
 		return base + "[" + strconv.Quote(key) + "]"
 	}

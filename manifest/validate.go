@@ -1,10 +1,13 @@
 package manifest
 
 import (
+	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -19,7 +22,9 @@ import (
 //   - Values that become file or directory names (git Name, skill names)
 //     or container and network names (bottle and agent names) are
 //     whitelisted to plain ASCII, which also rules out odd Unicode
-//     (look-alikes, bidi controls) where it could mislead.
+//     (look-alikes, bidi controls) where it could mislead. A git Name and
+//     an Upstream are held to exactly what the git gate accepts, so a
+//     launch never fails in the gate on a value the manifest let through.
 //   - Values written to git config (Name, Upstream, git_user) must be one
 //     line with no control characters, so they cannot add config entries.
 //   - Values that git or ssh receive as an argument (Upstream,
@@ -33,20 +38,25 @@ import (
 //     match.
 //   - Header names are HTTP tokens and formats have no control
 //     characters, so an injected header cannot split into two.
+//   - Every value has a length bound: Linux refuses a single argument or
+//     environment string over 128 KiB, so an unbounded value would fail a
+//     launch deep inside a step instead of here.
 //
 // The same patterns are in schema.json; a test keeps them identical.
 const (
 	ctl = `\x00-\x1f\x7f-\x9f`
 
 	namePattern     = `^[a-z0-9][a-z0-9-]{0,30}$`
-	gitNamePattern  = `^[A-Za-z0-9._][A-Za-z0-9._-]{0,99}$`
-	skillPattern    = gitNamePattern
-	urlHost         = `(?:[A-Za-z0-9][A-Za-z0-9.-]*|\[[0-9A-Fa-f:.]+\])`
+	gitNamePattern  = `^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`
+	skillPattern    = `^[A-Za-z0-9._][A-Za-z0-9._-]{0,99}$`
+	dnsHost         = `[A-Za-z0-9][A-Za-z0-9.-]*`
+	urlHost         = `(?:` + dnsHost + `|\[[0-9A-Fa-f:.]+\])`
+	pathChars       = `[^` + ctl + ` ]`
 	upstreamPattern = `^(?:` +
-		`(?:ssh|git|https)://(?:[A-Za-z0-9_][A-Za-z0-9._~%!$&'()*+,;=:-]*@)?` + urlHost + `(?::[0-9]{1,5})?(?:/[^` + ctl + `]*)?` +
-		`|file:///[^` + ctl + `]*` +
-		`|/[^` + ctl + `]+` +
-		`|[A-Za-z0-9_][A-Za-z0-9._-]*@` + urlHost + `:[^` + ctl + `]+` +
+		`(?:ssh|git|https)://(?:[A-Za-z0-9_][A-Za-z0-9._~%!$&'()*+,;=-]*@)?` + urlHost + `(?::[0-9]{1,5})?(?:/` + pathChars + `*)?` +
+		`|file:///` + pathChars + `*` +
+		`|/` + pathChars + `+` +
+		`|[A-Za-z0-9_][A-Za-z0-9._-]*@` + dnsHost + `:[^-` + ctl + ` ]` + pathChars + `*` +
 		`)$`
 	identityFilePattern = `^(?:[^-` + ctl + `][^` + ctl + `]*)?$`
 	hostLabel           = `[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?`
@@ -66,6 +76,16 @@ const (
 	// MaxPromptBytes bounds an agent's prompt; it is copied into the
 	// sandbox as a file and passed to the agent.
 	MaxPromptBytes = 1 << 20
+	// MaxLineBytes bounds every one-line value that is not bounded more
+	// tightly (Upstream, IdentityFile, git_user, header, format, env and
+	// token_env names): PATH_MAX, and far below the 128 KiB a single
+	// argument may take.
+	MaxLineBytes = 4096
+	// MaxEnvValueBytes bounds one env value and MaxEnvBytes the whole env
+	// (every "KEY=value"): the agent's processes inherit it, and Linux
+	// refuses to start a program whose environment is too large.
+	MaxEnvValueBytes = 32 << 10
+	MaxEnvBytes      = 256 << 10
 	// TokenPlaceholder is replaced by the token in a route's Format.
 	TokenPlaceholder = "{token}"
 )
@@ -89,7 +109,7 @@ var (
 // manifest's env may not override them. The lower-case proxy variables
 // are included because many tools honour them too.
 var ReservedEnv = []string{
-	"HOME", "HTTPS_PROXY", "HTTP_PROXY", "NODE_EXTRA_CA_CERTS", "NO_PROXY",
+	"GIT_SSL_CAINFO", "HOME", "HTTPS_PROXY", "HTTP_PROXY", "NODE_EXTRA_CA_CERTS", "NO_PROXY",
 	"PATH", "SSL_CERT_FILE", "USER", "http_proxy", "https_proxy", "no_proxy",
 }
 
@@ -99,6 +119,7 @@ const (
 	oneLineFix  = "values written to git config must be a single line without control characters"
 	hostFix     = `want a DNS name such as "api.example.com" or a wildcard such as "*.example.com"; no scheme, port, path or IP address`
 	dirNameFix  = "use letters, digits, '.', '_' or '-', not starting with '-', not '.' or '..'"
+	gitNameFix  = "use letters, digits, '.', '_' or '-', starting with a letter or digit, without '..' or a .git suffix (the gate adds it), at most 100 characters"
 )
 
 // Validate checks every value of m and reports every problem at once as
@@ -205,6 +226,8 @@ func validateBottle(c *collector, path string, b *Bottle) {
 		p := path + ".git_user"
 		switch {
 		case hasNUL(u.Name):
+		case len(u.Name) > MaxLineBytes:
+			c.addf(p+".name", "use a shorter name", "name is %d bytes, over the limit of %d", len(u.Name), MaxLineBytes)
 		case hasControl(u.Name):
 			c.add(p+".name", "contains a newline or other control character", oneLineFix)
 		case !gitUserNameRe.MatchString(u.Name):
@@ -212,6 +235,8 @@ func validateBottle(c *collector, path string, b *Bottle) {
 		}
 		switch {
 		case u.Email == "" || hasNUL(u.Email):
+		case len(u.Email) > MaxLineBytes:
+			c.addf(p+".email", "use a shorter address", "address is %d bytes, over the limit of %d", len(u.Email), MaxLineBytes)
 		case hasControl(u.Email):
 			c.add(p+".email", "contains a newline or other control character", oneLineFix)
 		case !strings.Contains(u.Email, "@"):
@@ -234,14 +259,23 @@ func validateBottle(c *collector, path string, b *Bottle) {
 	case !imageRe.MatchString(b.Image):
 		c.addf(path+".image", `want an image reference such as "registry.example.com/agent:1.2"`, "%s is not an image reference", quoteShort(b.Image))
 	}
+	envBytes := 0
 	for _, k := range sortedKeys(b.Env) {
 		p := joinKey(path+".env", k)
+		envBytes += len(k) + len(b.Env[k]) + 2 // "KEY=value" and its NUL
 		switch {
+		case len(k) > MaxLineBytes:
+			c.addf(p, "use a shorter name", "variable name is %d bytes, over the limit of %d", len(k), MaxLineBytes)
 		case !envNameRe.MatchString(k):
 			c.addf(p, "use letters, digits and '_', not starting with a digit", "%s is not a valid environment variable name", quoteShort(k))
 		case isReservedEnv(k):
 			c.addf(p, "remove it; the bottle sets "+strings.Join(ReservedEnv, ", ")+" itself", "%s is set by the bottle", k)
+		case len(b.Env[k]) > MaxEnvValueBytes:
+			c.addf(p, "pass large data as a file in the repository instead", "value is %d bytes, over the limit of %d", len(b.Env[k]), MaxEnvValueBytes)
 		}
+	}
+	if envBytes > MaxEnvBytes {
+		c.addf(path+".env", "pass large data as a file in the repository instead", "the environment is %d bytes, over the limit of %d", envBytes, MaxEnvBytes)
 	}
 	switch b.Firewall {
 	case "", FirewallBuiltin, FirewallPipelock:
@@ -259,28 +293,42 @@ func validateGit(c *collector, path string, g GitEntry, names map[string]int, i 
 		c.add(path+".Name", "missing", "name the repository; the agent clones it as git://<gate>/<Name>.git")
 	case hasControl(n):
 		c.add(path+".Name", "contains a newline or other control character", oneLineFix)
-	case strings.HasPrefix(n, "-") || n == "." || n == ".." || !gitNameRe.MatchString(n):
-		c.addf(path+".Name", dirNameFix+", at most 100 characters", "%s is not a valid repository name", quoteShort(n))
+	case !gitNameRe.MatchString(n) || strings.Contains(n, "..") || strings.HasSuffix(n, ".git"):
+		c.addf(path+".Name", gitNameFix, "%s is not a valid repository name", quoteShort(n))
 	default:
-		if j, dup := names[n]; dup {
+		// The gate's mirrors may live on a case-insensitive filesystem.
+		key := strings.ToLower(n)
+		if j, dup := names[key]; dup {
 			c.addf(path+".Name", "give each repository of a bottle its own Name", "%s is already used by git[%d]", quoteShort(n), j)
 		} else {
-			names[n] = i
+			names[key] = i
 		}
 	}
 	switch u := g.Upstream; {
 	case hasNUL(u):
 	case u == "":
 		c.add(path+".Upstream", "missing", upstreamFix)
+	case len(u) > MaxLineBytes:
+		c.addf(path+".Upstream", upstreamFix, "upstream is %d bytes, over the limit of %d", len(u), MaxLineBytes)
 	case strings.HasPrefix(u, "-"):
 		c.addf(path+".Upstream", "git receives the upstream as an argument, so it must not look like an option", "%s starts with '-'", quoteShort(u))
 	case hasControl(u):
 		c.add(path+".Upstream", "contains a newline or other control character", oneLineFix)
+	case strings.Contains(u, " "):
+		c.addf(path+".Upstream", "the git gate refuses upstreams with spaces; percent-encode them (%20) in a URL, or move the repository", "%s contains a space", quoteShort(u))
+	case hasPassword(u):
+		c.addf(path+".Upstream", "never put credentials in the manifest; give the key to the gate with IdentityFile, or use a token route", "%s embeds a password", quoteShort(u))
 	case !upstreamRe.MatchString(u):
 		c.addf(path+".Upstream", upstreamFix, "%s is not a git URL", quoteShort(u))
+	default:
+		if err := checkURL(u); err != nil {
+			c.addf(path+".Upstream", upstreamFix, "%s is not a valid URL: %v", quoteShort(u), err)
+		}
 	}
 	switch f := g.IdentityFile; {
 	case hasNUL(f):
+	case len(f) > MaxLineBytes:
+		c.addf(path+".IdentityFile", "write the path of a private key file", "path is %d bytes, over the limit of %d", len(f), MaxLineBytes)
 	case strings.HasPrefix(f, "-"):
 		c.addf(path+".IdentityFile", "ssh receives the path as an argument, so it must not look like an option; prefix a relative path with ./", "%s starts with '-'", quoteShort(f))
 	case !identityFileRe.MatchString(f):
@@ -297,14 +345,20 @@ func validateRoute(c *collector, path string, r Route, hosts map[string]int, i i
 			hosts[h] = i
 		}
 	}
-	if r.TokenEnv != "" && !hasNUL(r.TokenEnv) && !envNameRe.MatchString(r.TokenEnv) {
+	if len(r.TokenEnv) > MaxLineBytes {
+		c.addf(path+".token_env", "name the host environment variable holding the token", "name is %d bytes, over the limit of %d", len(r.TokenEnv), MaxLineBytes)
+	} else if r.TokenEnv != "" && !hasNUL(r.TokenEnv) && !envNameRe.MatchString(r.TokenEnv) {
 		c.addf(path+".token_env", "name the host environment variable holding the token, e.g. ANTHROPIC_API_KEY", "%s is not a valid environment variable name", quoteShort(r.TokenEnv))
 	}
-	if !hasNUL(r.Header) && !headerRe.MatchString(r.Header) {
+	if len(r.Header) > MaxLineBytes {
+		c.addf(path+".header", `want an HTTP header name such as "Authorization"`, "header name is %d bytes, over the limit of %d", len(r.Header), MaxLineBytes)
+	} else if !hasNUL(r.Header) && !headerRe.MatchString(r.Header) {
 		c.addf(path+".header", `want an HTTP header name such as "Authorization" or "x-api-key"`, "%s is not a valid HTTP header name", quoteShort(r.Header))
 	}
 	switch {
 	case hasNUL(r.Format):
+	case len(r.Format) > MaxLineBytes:
+		c.addf(path+".format", "a header value must be short", "format is %d bytes, over the limit of %d", len(r.Format), MaxLineBytes)
 	case !formatRe.MatchString(r.Format):
 		c.add(path+".format", "contains a newline or other control character", "a header value must be a single line")
 	case r.TokenEnv != "" && r.Format != "" && !strings.Contains(r.Format, TokenPlaceholder):
@@ -341,6 +395,40 @@ func checkHost(c *collector, path, h string) bool {
 	}
 	c.addf(path, hostFix, "%s %s", quoteShort(h), problem)
 	return false
+}
+
+// hasPassword reports an upstream URL whose user information carries a
+// password ("scheme://user:password@host").
+func hasPassword(u string) bool {
+	_, rest, ok := strings.Cut(u, "://")
+	if !ok {
+		return false
+	}
+	authority, _, _ := strings.Cut(rest, "/")
+	userinfo, _, hasUser := strings.Cut(authority, "@")
+	return hasUser && strings.Contains(userinfo, ":")
+}
+
+// checkURL parses the URL forms of an upstream the way the git gate does;
+// the pattern cannot express percent-escapes or the port's range.
+func checkURL(u string) error {
+	if !strings.Contains(u, "://") {
+		return nil
+	}
+	p, err := url.Parse(u)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return err
+	}
+	if port := p.Port(); port != "" {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("port %s is out of range", port)
+		}
+	}
+	return nil
 }
 
 func isReservedEnv(k string) bool {

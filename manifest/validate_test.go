@@ -71,11 +71,11 @@ func TestValidateReportsOneErrorPerMistake(t *testing.T) {
 		{"agent name with a space", func(m *Manifest) { m.Agents["my agent"] = m.Agents["demo"] },
 			`agents["my agent"]: agent name "my agent" is not allowed (` + nameFix + `)`},
 		{"git name with slash", func(m *Manifest) { m.Bottles["dev"].Git[0].Name = "a/b" },
-			`bottles.dev.git[0].Name: "a/b" is not a valid repository name (` + dirNameFix + `, at most 100 characters)`},
+			`bottles.dev.git[0].Name: "a/b" is not a valid repository name (` + gitNameFix + `)`},
 		{"git name dot-dot", func(m *Manifest) { m.Bottles["dev"].Git[0].Name = ".." },
-			`bottles.dev.git[0].Name: ".." is not a valid repository name (` + dirNameFix + `, at most 100 characters)`},
+			`bottles.dev.git[0].Name: ".." is not a valid repository name (` + gitNameFix + `)`},
 		{"git name leading dash", func(m *Manifest) { m.Bottles["dev"].Git[0].Name = "-x" },
-			`bottles.dev.git[0].Name: "-x" is not a valid repository name (` + dirNameFix + `, at most 100 characters)`},
+			`bottles.dev.git[0].Name: "-x" is not a valid repository name (` + gitNameFix + `)`},
 		{"git name newline", func(m *Manifest) { m.Bottles["dev"].Git[0].Name = "a\nb" },
 			`bottles.dev.git[0].Name: contains a newline or other control character (` + oneLineFix + `)`},
 		{"git name missing", func(m *Manifest) { m.Bottles["dev"].Git[0].Name = "" },
@@ -195,7 +195,7 @@ func TestValidateAcceptsHostileFreeText(t *testing.T) {
 	m.Bottles["dev"].Env["EDITOR"] = "vim -c ':!sh' $HOME; ${IFS}"
 	m.Bottles["dev"].GitUser.Name = "Zoë O'Brien; $(id)"
 	m.Bottles["dev"].Git[0].IdentityFile = "~/keys/my key's \"file\""
-	m.Bottles["dev"].Git[0].Upstream = "/srv/git/my repo;$(id).git"
+	m.Bottles["dev"].Git[0].Upstream = "/srv/git/my-repo;$(id)'\"\u202e.git"
 	require.NoError(t, Validate(m))
 }
 
@@ -211,21 +211,27 @@ func TestValidateRules(t *testing.T) {
 			path: "bottles.dev.git[0].Upstream",
 			good: []string{
 				"ssh://git@github.com/o/r.git", "ssh://github.com:2222/o/r", "ssh://git@[::1]:22/r",
-				"https://github.com/o/r.git", "https://user:pass@host.example/r", "git://host/r",
+				"https://github.com/o/r.git", "https://user@host.example/r", "git://host/r",
 				"file:///srv/git/r.git", "/srv/git/r.git", "git@github.com:o/r.git", "me@host:r",
-				"git@[fe80::1]:r", "ssh://host",
+				"ssh://git@[fe80::1]/r", "ssh://host", "https://h.example/a%20b",
 			},
 			bad: []string{
 				"http://github.com/o/r", "github.com:o/r", "o/r", "./r", "~/r", "ssh://", "ssh://-oProxyCommand=x/r",
 				"ssh://-u@host/r", "-u@host:r", "git@-host:r", "ftp://host/r", "file://host/r", "git@host:",
 				"ssh://host/r\n", "git@host:r\x7f", "https://ho st/r", "/", "\u00a0/srv",
+				// What the git gate refuses: passwords, spaces, an scp path
+				// that looks like an option, bad escapes, IPv6 in scp form.
+				"https://user:pass@host.example/r", "/srv/a b", "git@host:-r", "https://h.example/%zz",
+				"ssh://h.example:99999/r", "git@[fe80::1]:r", strings.Repeat("/a", MaxLineBytes/2+1),
 			},
 		},
 		"git name": {
 			set:  func(m *Manifest, v string) { m.Bottles["dev"].Git[0].Name = v },
 			path: "bottles.dev.git[0].Name",
-			good: []string{"repo", "bot-bottle", "a.b_c-d", ".hidden", "_x", "x..y", "R2D2", strings.Repeat("a", 100)},
-			bad:  []string{"", ".", "..", "-x", "a/b", `a\b`, "a b", "ü", "a\tb", strings.Repeat("a", 101), "a;b", "$(id)"},
+			good: []string{"repo", "bot-bottle", "a.b_c-d", "R2D2", "x.gitx", strings.Repeat("a", 100)},
+			bad: []string{"", ".", "..", "-x", "a/b", `a\b`, "a b", "ü", "a\tb", strings.Repeat("a", 101), "a;b", "$(id)",
+				// What the git gate refuses.
+				".hidden", "_x", "x..y", "x.git"},
 		},
 		"host": {
 			set:  func(m *Manifest, v string) { m.Bottles["dev"].Allow[0] = v },

@@ -43,11 +43,17 @@ func (s *GitGateSidecar) Run(ctx context.Context) error {
 	for _, r := range p.Git {
 		repo := gitgate.Repo{Name: r.Name, Upstream: r.Upstream, AllowForce: r.AllowForce}
 		if r.IdentityFile != "" {
-			if _, err := os.Stat(r.IdentityFile); err != nil {
+			// The engine binds absolute paths only; a relative one means
+			// what it meant to the host check: relative to the cwd.
+			key, err := filepath.Abs(r.IdentityFile)
+			if err == nil {
+				_, err = os.Stat(key)
+			}
+			if err != nil {
 				return fmt.Errorf("bottles.%s.git %s: IdentityFile: %w", p.Bottle, r.Name, err)
 			}
 			repo.IdentityFile = gateKeys + "/" + r.Name
-			mounts = append(mounts, backends.Mount{Source: r.IdentityFile, Target: repo.IdentityFile, ReadOnly: true})
+			mounts = append(mounts, backends.Mount{Source: key, Target: repo.IdentityFile, ReadOnly: true})
 		}
 		cfg.Repos = append(cfg.Repos, repo)
 	}

@@ -355,10 +355,10 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	pol := s.policy.Load()
 	rec := &auditRec{method: http.MethodConnect, start: start, pol: pol}
+	// The decision is made on the request target alone, never on a Host
+	// header standing in for a missing or unparsable one: goproxy dials the
+	// target, so the two must be the same thing.
 	host, port, err := splitHostPort(r.URL.Host, 443)
-	if err != nil {
-		host, port, err = splitHostPort(r.Host, 443)
-	}
 	rec.host = host
 	if err != nil || ValidHost(host) != nil {
 		s.refuse(w, rec, http.StatusBadRequest, DecisionDeny, "bad_target",
@@ -381,6 +381,10 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d := &connectDecision{host: host, port: port, authority: authority(host, port, 443), start: start}
+	// What a tunnel dials is exactly what was decided: the normalized
+	// host and the numeric port (a target such as "host:http" would
+	// otherwise be dialed with the port resolved by service name).
+	r.URL.Host = net.JoinHostPort(host, strconv.Itoa(port))
 	route := pol.routes[host]
 	_, pass := pol.passthrough.match(host)
 	switch {
@@ -498,6 +502,10 @@ func (s *Server) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.
 				"bot-bottle egress: %q takes an injected token and is reachable over https only", host))
 		}
 		req.Header.Set(route.header, route.value)
+		// Without the agent's Accept-Encoding the transport asks for gzip
+		// itself and hands back the body decoded, so the redactor can see
+		// a token the upstream echoes (see roundTrip).
+		req.Header.Del("Accept-Encoding")
 		decision, rule = DecisionInject, "route:"+host
 		s.m.injected.WithLabelValues(host).Inc()
 	}
@@ -568,6 +576,17 @@ func (s *Server) roundTrip(req *http.Request, rec *auditRec, decision, rule stri
 	if resp.StatusCode == http.StatusSwitchingProtocols || resp.Body == nil {
 		s.emit(rec, decision, rule, resp.StatusCode, 0)
 		return resp, nil
+	}
+	if decision == DecisionInject {
+		// The upstream of a token route saw the token; it must not come
+		// back to the agent in the body either.
+		if !identityEncoded(resp.Header.Get("Content-Encoding")) {
+			_ = resp.Body.Close()
+			s.emit(rec, decision, rule, http.StatusBadGateway, 0)
+			return textResponse(req, http.StatusBadGateway, fmt.Sprintf(
+				"bot-bottle egress: upstream %q answered with a %q body, which the proxy cannot check for the injected token", rec.host, resp.Header.Get("Content-Encoding"))), nil
+		}
+		resp.Body = newRedactingBody(resp.Body, rec.pol.scan.needles)
 	}
 	status := resp.StatusCode
 	resp.Body = &countingBody{rc: resp.Body, onClose: func(n int64) { s.emit(rec, decision, rule, status, n) }}

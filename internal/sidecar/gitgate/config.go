@@ -133,7 +133,10 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-var scpLike = regexp.MustCompile(`^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^-]`)
+// scpLike is user@host:path. The host must start with a letter or digit:
+// ssh would take "-oProxyCommand" in "user@-oProxyCommand:path" as a
+// (strange) host name, and git does not block it in this form.
+var scpLike = regexp.MustCompile(`^[A-Za-z0-9._-]+@[A-Za-z0-9][A-Za-z0-9.-]*:[^-]`)
 
 // ValidUpstream accepts the URL forms git can relay to and rejects
 // anything git or ssh could read as an option, or a URL carrying a
@@ -165,6 +168,14 @@ func ValidUpstream(u string) error {
 	}
 	if p.Scheme != "file" && (p.Host == "" || strings.HasPrefix(p.Host, "-")) {
 		return fmt.Errorf("upstream %q has no usable host", u)
+	}
+	if strings.HasPrefix(p.User.Username(), "-") {
+		// ssh gets "user@host" as one argument: it would read an option.
+		return fmt.Errorf("upstream %q: the user must not start with '-'", u)
+	}
+	if p.Scheme == "file" && p.Host != "" && p.Host != "localhost" {
+		// git ignores it; a host in a local URL is a mistake or a trick.
+		return fmt.Errorf("upstream %q: a file:// URL names no host (write file:///path)", u)
 	}
 	return nil
 }
