@@ -61,6 +61,10 @@ func (s *Boot) Run(ctx context.Context) error {
 		Labels:     s.L.labels(plan.RoleAgent),
 		Networks:   []backends.Attachment{{Network: p.Names.Bundle, Aliases: []string{"agent"}}},
 		Init:       true,
+		// Root in the agent keeps what provisioning needs (chown,
+		// runuser's setuid, update-ca-certificates) and nothing that
+		// could forge packets or devices.
+		CapDrop: []string{"NET_RAW", "MKNOD", "SYS_CHROOT", "SETFCAP"},
 	}
 	if _, err := s.L.Engine.CreateContainer(ctx, spec); err != nil {
 		return fmt.Errorf("creating the agent container: %w", err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -198,6 +199,16 @@ func TestDockerLaunchProvisionsTheAgent(t *testing.T) {
 		assert.Contains(t, out, `"Authorization":["Bearer `+strings.Repeat("*", len(token))+`"]`)
 		assert.NotContains(t, out, token)
 		assert.NotContains(t, out, "agent-made-up")
+	})
+	t.Run("root in the agent cannot forge packets", func(t *testing.T) {
+		// CAP_NET_RAW is bit 13 of the bounding set.
+		line := run(t, g, "grep", "^CapBnd:", "/proc/self/status")
+		fields := strings.Fields(line)
+		require.Len(t, fields, 2)
+		bnd, err := strconv.ParseUint(fields[1], 16, 64)
+		require.NoError(t, err)
+		assert.Zero(t, bnd&(1<<13), "NET_RAW is dropped: %s", line)
+		assert.NotZero(t, bnd&(1<<0), "CHOWN is kept for provisioning: %s", line)
 	})
 	t.Run("the token never enters the agent", func(t *testing.T) {
 		env := run(t, g, "sh", "-c", "cat /proc/*/environ | tr '\\0' '\\n'")
