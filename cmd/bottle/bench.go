@@ -107,13 +107,7 @@ skew the figures. --timings writes every cycle's timings as a JSON array;
 					if progress != nil {
 						obs = append(obs, progress)
 					}
-					launched, res, err := launcher.Run(ctx, launcher.Options{
-						Manifest: m, Agent: args[0], Backend: lf.backend, CopyCwd: lf.copyCwd, Cwd: cwd,
-						Version: buildVersion(), StateRoot: statedir.Root(), Home: homeDir(),
-						Engine: rt.engine, Images: rt.images, Machines: rt.machines, Log: log,
-						UpstreamCA:  os.Getenv(envUpstreamCA),
-						MaxParallel: lf.maxParallel, Observers: obs,
-					})
+					launched, res, err := launcher.Run(ctx, lf.options(m, args[0], cwd, rt, log, obs...))
 					c := cycle{res: res, err: err}
 					if res != nil {
 						outcome := "ok"

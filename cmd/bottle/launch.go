@@ -16,6 +16,7 @@ import (
 	"github.com/bot-bottle/bot-bottle/internal/launcher"
 	"github.com/bot-bottle/bot-bottle/internal/plan"
 	"github.com/bot-bottle/bot-bottle/internal/statedir"
+	"github.com/bot-bottle/bot-bottle/manifest"
 	"github.com/bot-bottle/bot-bottle/metrics"
 )
 
@@ -35,6 +36,18 @@ func (f *launchFlags) register(cmd *cobra.Command) {
 	fl.BoolVar(&f.copyCwd, "copy-cwd", false, "copy the current directory's .git into the agent's workspace")
 	fl.IntVar(&f.maxParallel, "max-parallel", 0, "run at most `N` steps at once (0: no bound; 1: sequential)")
 	fl.StringVar(&f.smolvm, "smolvm", "", "path of the smolvm CLI (default $BOT_BOTTLE_SMOLVM, else smolvm on PATH)")
+}
+
+// options are the launcher options both launch and bench derive from the
+// flags and the environment.
+func (f *launchFlags) options(m *manifest.Manifest, agent, cwd string, rt *runtimeEnv, log *slog.Logger, observers ...dag.Observer) launcher.Options {
+	return launcher.Options{
+		Manifest: m, Agent: agent, Backend: f.backend, CopyCwd: f.copyCwd, Cwd: cwd,
+		Version: buildVersion(), StateRoot: statedir.Root(), Home: homeDir(),
+		Engine: rt.engine, Images: rt.images, Machines: rt.machines, Log: log,
+		UpstreamCA:  os.Getenv(envUpstreamCA),
+		MaxParallel: f.maxParallel, Observers: observers,
+	}
 }
 
 func (f *launchFlags) check() error {
@@ -99,17 +112,13 @@ created; the error names the step that failed.`,
 				return usageErrorf("%v", err)
 			}
 			var planned *plan.Plan
-			launched, res, err := launcher.Run(ctx, launcher.Options{
-				Manifest: m, Agent: args[0], Backend: lf.backend, CopyCwd: lf.copyCwd, Cwd: cwd,
-				Version: buildVersion(), StateRoot: statedir.Root(), Home: homeDir(),
-				Engine: rt.engine, Images: rt.images, Machines: rt.machines, Log: log,
-				UpstreamCA:  os.Getenv(envUpstreamCA),
-				MaxParallel: lf.maxParallel, Observers: []dag.Observer{progress, rec}, Wrap: wrap,
-				OnPlanned: func(p *plan.Plan) {
-					planned = p
-					fmt.Fprintf(os.Stderr, "launching %s (%s on %s)\n", p.Slug, p.Agent, p.Backend)
-				},
-			})
+			opts := lf.options(m, args[0], cwd, rt, log, progress, rec)
+			opts.Wrap = wrap
+			opts.OnPlanned = func(p *plan.Plan) {
+				planned = p
+				fmt.Fprintf(os.Stderr, "launching %s (%s on %s)\n", p.Slug, p.Agent, p.Backend)
+			}
+			launched, res, err := launcher.Run(ctx, opts)
 			_ = progress.Close()
 			slug := ""
 			if planned != nil {

@@ -168,7 +168,7 @@ is one) and the command's exit status is passed through.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&smolvm, "smolvm", "", "path of the smolvm CLI (smolmachines bottles)")
+	smolvmFlag(cmd, &smolvm)
 	cmd.Flags().StringVarP(&workdir, "workdir", "w", plan.GuestWorkspace, "working directory in the agent")
 	cmd.Flags().BoolVar(&root, "root", false, "run as root instead of node")
 	return cmd
@@ -204,7 +204,7 @@ func newStopCmd() *cobra.Command {
 			return errors.Join(errs...)
 		},
 	}
-	cmd.Flags().StringVar(&smolvm, "smolvm", "", "path of the smolvm CLI (smolmachines bottles)")
+	smolvmFlag(cmd, &smolvm)
 	return cmd
 }
 
@@ -258,7 +258,7 @@ func newRmCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&all, "all", false, "remove every bottle")
-	cmd.Flags().StringVar(&smolvm, "smolvm", "", "path of the smolvm CLI (smolmachines bottles)")
+	smolvmFlag(cmd, &smolvm)
 	return cmd
 }
 
@@ -290,6 +290,11 @@ stopped ones, are never touched. Safe to run at any time, repeatedly.`,
 			return err
 		},
 	}
-	cmd.Flags().StringVar(&smolvm, "smolvm", "", "path of the smolvm CLI (smolmachines bottles)")
+	smolvmFlag(cmd, &smolvm)
 	return cmd
+}
+
+// smolvmFlag registers --smolvm on a lifecycle command.
+func smolvmFlag(cmd *cobra.Command, p *string) {
+	cmd.Flags().StringVar(p, "smolvm", "", "path of the smolvm CLI (smolmachines bottles; default $BOT_BOTTLE_SMOLVM, else smolvm on PATH)")
 }
