@@ -14,6 +14,7 @@ import (
 
 	"github.com/bot-bottle/bot-bottle/backends"
 	"github.com/bot-bottle/bot-bottle/internal/plan"
+	"github.com/bot-bottle/bot-bottle/internal/testskip"
 	"github.com/bot-bottle/bot-bottle/manifest"
 )
 
@@ -47,9 +48,8 @@ func gitOK(t *testing.T, env []string, argv ...string) string {
 // the step built it (minus runuser), git stores each verbatim, whatever
 // shell or option syntax it holds, and nothing of it is executed.
 func TestGitUserHostileValuesReachGitVerbatim(t *testing.T) {
-	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("SKIPPING: needs git on the host")
-	}
+	_, err := exec.LookPath("git")
+	testskip.Unless(t, err == nil, "needs git on the host")
 	marker := filepath.Join(t.TempDir(), "pwned")
 	for name, v := range hostileText(marker) {
 		t.Run(name, func(t *testing.T) {
@@ -80,9 +80,8 @@ func TestGitUserHostileValuesReachGitVerbatim(t *testing.T) {
 // the manifest accepts reads back from the file exactly, as the only
 // entry of its section.
 func TestGitRewritesHostileUpstreamsReadBackVerbatim(t *testing.T) {
-	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("SKIPPING: needs git on the host")
-	}
+	_, err := exec.LookPath("git")
+	testskip.Unless(t, err == nil, "needs git on the host")
 	marker := filepath.Join(t.TempDir(), "pwned")
 	var repos []plan.GitRepo
 	i := 0

@@ -29,6 +29,7 @@ import (
 	"github.com/bot-bottle/bot-bottle/dag/dagtest"
 	"github.com/bot-bottle/bot-bottle/internal/images"
 	"github.com/bot-bottle/bot-bottle/internal/testenv"
+	"github.com/bot-bottle/bot-bottle/internal/testskip"
 )
 
 // testTimeout bounds each integration test.
@@ -69,9 +70,7 @@ func agentImageTar(t *testing.T) (ref, tarPath string) {
 // (`make unit`).
 func skipShort(t *testing.T) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("integration test: needs the Docker Engine (not run with -short)")
-	}
+	testskip.Short(t, "integration test: needs the Docker Engine")
 }
 
 // pruneOtherTars keeps the test cache to the current agent image: the tar

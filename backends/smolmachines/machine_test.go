@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/bot-bottle/bot-bottle/backends"
+	"github.com/bot-bottle/bot-bottle/internal/testskip"
 )
 
 func TestExecArgvReachesSmolvm(t *testing.T) {
@@ -219,9 +220,8 @@ func TestCopyDirFailuresNamePathAndKeepClass(t *testing.T) {
 // requested path, missing parents are created, existing siblings survive
 // and the tar is removed.
 func TestUnpackScriptRoundTrip(t *testing.T) {
-	if _, err := exec.LookPath("tar"); err != nil {
-		t.Skip("no tar on this host")
-	}
+	_, err := exec.LookPath("tar")
+	testskip.Unless(t, err == nil, "no tar on this host")
 	src := t.TempDir()
 	require.NoError(t, os.MkdirAll(filepath.Join(src, "a", "b"), 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(src, "a", "b", "f.txt"), []byte("deep"), 0o640))

@@ -21,6 +21,7 @@ import (
 	"github.com/bot-bottle/bot-bottle/backends/smolmachines/smolmachinestest"
 	"github.com/bot-bottle/bot-bottle/internal/launcher"
 	"github.com/bot-bottle/bot-bottle/internal/testenv"
+	"github.com/bot-bottle/bot-bottle/internal/testskip"
 )
 
 // smolCLIManifest is a small bottle: the egress proxy and the supervise
@@ -49,9 +50,7 @@ type smolCLI struct {
 
 func newSmolCLI(t *testing.T) *smolCLI {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("integration test: launches bottles (not run with -short)")
-	}
+	testskip.Short(t, "integration test: launches bottles")
 	eng := testenv.RequireDocker(t)
 	// The CLI finds the images the test environment built by their
 	// content hash (same bottle binary, same claude stub).
@@ -228,9 +227,8 @@ func TestSmolMachinesCLILifecycle(t *testing.T) {
 		path := "PATH=" + smolmachinestest.Simulator(t) + string(os.PathListSeparator) + os.Getenv("PATH")
 		b := c.lsEnv([]string{smolmachines.PathEnv + "=", path})[slug]
 		assert.Equal(t, launcher.StateReady, b.State, b.Reason)
-		if _, err := exec.LookPath("smolvm"); err == nil {
-			t.Skip("a smolvm is on this host's PATH: cannot test without one")
-		}
+		_, err := exec.LookPath("smolvm")
+		testskip.Unless(t, err != nil, "a smolvm is on this host's PATH: cannot test without one")
 		// Without any smolvm the machine cannot be seen: the bottle is
 		// unknown, not broken, and gc leaves it alone.
 		noSmolvm := []string{smolmachines.PathEnv + "="}

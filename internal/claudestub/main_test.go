@@ -14,6 +14,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/bot-bottle/bot-bottle/internal/testskip"
 )
 
 // stubEnv is an isolated environment: its own HOME and log.
@@ -205,9 +207,7 @@ func TestMCPListEmpty(t *testing.T) {
 // TestBuiltBinary runs the real static binary: concurrent invocations must
 // each leave one whole JSON line.
 func TestBuiltBinary(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds a binary")
-	}
+	testskip.Short(t, "builds a binary")
 	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
 	if p, err := exec.LookPath("go"); err == nil {
 		goBin = p

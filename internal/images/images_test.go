@@ -18,6 +18,7 @@ import (
 	"github.com/bot-bottle/bot-bottle/backends/docker"
 	"github.com/bot-bottle/bot-bottle/internal/images"
 	"github.com/bot-bottle/bot-bottle/internal/testenv"
+	"github.com/bot-bottle/bot-bottle/internal/testskip"
 )
 
 func ctxT(t *testing.T) context.Context {
@@ -363,9 +364,7 @@ func TestEnsureBaseImportsCachedTarballOnce(t *testing.T) {
 // debootstrap. Uses the real tarball under a test-only repository; the
 // layer is shared with the real base, so it costs no disk.
 func TestReimportRealCachedBase(t *testing.T) {
-	if testing.Short() {
-		t.Skip("imports a few hundred megabytes")
-	}
+	testskip.Short(t, "imports a few hundred megabytes")
 	b := testenv.Builder(t)
 	ctx := ctxT(t)
 	_, err := b.EnsureBase(ctx)
@@ -374,9 +373,8 @@ func TestReimportRealCachedBase(t *testing.T) {
 	require.NoError(t, err)
 	name := "base-" + images.BaseHash()[:12] + ".tar"
 	real := filepath.Join(cacheBase, "bot-bottle", name)
-	if _, err := os.Stat(real); err != nil {
-		t.Skipf("SKIPPING: no cached base tarball at %s (base came from elsewhere)", real)
-	}
+	_, err = os.Stat(real)
+	testskip.Unless(t, err == nil, "no cached base tarball at %s (base came from elsewhere)", real)
 	cache := t.TempDir()
 	require.NoError(t, os.Symlink(real, filepath.Join(cache, name)))
 

@@ -28,6 +28,7 @@ import (
 	"github.com/bot-bottle/bot-bottle/internal/faults"
 	"github.com/bot-bottle/bot-bottle/internal/plan"
 	"github.com/bot-bottle/bot-bottle/internal/testenv"
+	"github.com/bot-bottle/bot-bottle/internal/testskip"
 	"github.com/bot-bottle/bot-bottle/manifest"
 	"github.com/bot-bottle/bot-bottle/steps"
 )
@@ -59,9 +60,7 @@ var cliSteps = []string{
 
 func newFaultCLI(t *testing.T) *faultCLI {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("integration test: launches bottles (not run with -short)")
-	}
+	testskip.Short(t, "integration test: launches bottles")
 	eng := testenv.RequireDocker(t)
 	bin := testenv.GoBinaryTags(t, "./cmd/bottle", "faultinject")
 	// The binary builds what is missing: its own sidecar image (it carries
@@ -707,9 +706,7 @@ func TestFaultHookOnlyInFaultinjectBuilds(t *testing.T) {
 }
 
 func TestASlugCollisionNeverHarmsTheBottleAlreadyThere(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: launches bottles (not run with -short)")
-	}
+	testskip.Short(t, "integration test: launches bottles")
 	m := &manifest.Manifest{
 		Bottles: map[string]*manifest.Bottle{"dev": {Supervise: true}},
 		Agents:  map[string]*manifest.Agent{"demo": {Bottle: "dev"}},

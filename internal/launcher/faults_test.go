@@ -26,6 +26,7 @@ import (
 	"github.com/bot-bottle/bot-bottle/internal/faults"
 	"github.com/bot-bottle/bot-bottle/internal/plan"
 	"github.com/bot-bottle/bot-bottle/internal/testenv"
+	"github.com/bot-bottle/bot-bottle/internal/testskip"
 	"github.com/bot-bottle/bot-bottle/manifest"
 	"github.com/bot-bottle/bot-bottle/steps"
 )
@@ -73,9 +74,7 @@ type faultRig struct {
 // newFaultRig prepares launches of everyStepManifest on the given backend.
 func newFaultRig(t *testing.T, backend string) *faultRig {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("integration test: launches bottles (not run with -short)")
-	}
+	testskip.Short(t, "integration test: launches bottles")
 	skills := t.TempDir()
 	require.NoError(t, os.MkdirAll(filepath.Join(skills, "verify"), 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(skills, "verify", "SKILL.md"), []byte("# verify\n"), 0o644))
@@ -411,9 +410,7 @@ func leakedGoroutines(grace time.Duration) []string {
 }
 
 func TestWaitForLogLeavesNoGoroutineWhenTheLogGoesOn(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: needs the Docker Engine (not run with -short)")
-	}
+	testskip.Short(t, "integration test: needs the Docker Engine")
 	eng := testenv.RequireDocker(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -440,9 +437,7 @@ func TestWaitForLogLeavesNoGoroutineWhenTheLogGoesOn(t *testing.T) {
 }
 
 func TestCancelledCreatesAreNotAbandoned(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: needs the Docker Engine (not run with -short)")
-	}
+	testskip.Short(t, "integration test: needs the Docker Engine")
 	eng := testenv.RequireDocker(t)
 	img := testenv.BaseImage(t)
 	labels := testenv.Labels(t)

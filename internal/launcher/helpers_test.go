@@ -21,6 +21,7 @@ import (
 	"github.com/bot-bottle/bot-bottle/internal/ca"
 	"github.com/bot-bottle/bot-bottle/internal/plan"
 	"github.com/bot-bottle/bot-bottle/internal/testenv"
+	"github.com/bot-bottle/bot-bottle/internal/testskip"
 	"github.com/bot-bottle/bot-bottle/manifest"
 	"github.com/bot-bottle/bot-bottle/steps"
 )
@@ -79,9 +80,7 @@ var pruneSmolCache sync.Once
 // state root and the given host environment.
 func smolOptions(t *testing.T, m *manifest.Manifest, agent string, e env, simEnv ...string) (Options, *docker.Engine, *smolmachinestest.Sim) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("integration test: launches a bottle (not run with -short)")
-	}
+	testskip.Short(t, "integration test: launches a bottle")
 	o, eng := dockerOptions(t, m, agent, e)
 	sim := smolmachinestest.New(t, eng.Client(), simEnv...)
 	cli := smolmachines.NewCLI(sim.Bin)

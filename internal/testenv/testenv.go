@@ -23,6 +23,7 @@ import (
 	"github.com/bot-bottle/bot-bottle/backends"
 	"github.com/bot-bottle/bot-bottle/backends/docker"
 	"github.com/bot-bottle/bot-bottle/internal/images"
+	"github.com/bot-bottle/bot-bottle/internal/testskip"
 )
 
 // LabelTest marks every resource a test creates; its value is unique per
@@ -38,7 +39,7 @@ const cleanupTimeout = 2 * time.Minute
 
 // InCI reports whether tests run under CI, where missing prerequisites fail
 // instead of skipping.
-func InCI() bool { return os.Getenv("CI") != "" }
+func InCI() bool { return testskip.InCI() }
 
 var engine struct {
 	once sync.Once
@@ -55,12 +56,7 @@ func RequireDocker(t testing.TB) *docker.Engine {
 		defer cancel()
 		engine.e, engine.err = docker.New(ctx)
 	})
-	if engine.err != nil {
-		if InCI() {
-			t.Fatalf("CI is set and the Docker Engine is needed: %v", engine.err)
-		}
-		t.Skipf("SKIPPING: needs the Docker Engine: %v", engine.err)
-	}
+	testskip.Unless(t, engine.err == nil, "needs the Docker Engine: %v", engine.err)
 	return engine.e
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/bot-bottle/bot-bottle/backends"
 	"github.com/bot-bottle/bot-bottle/backends/docker"
 	"github.com/bot-bottle/bot-bottle/internal/testenv"
+	"github.com/bot-bottle/bot-bottle/internal/testskip"
 )
 
 // sshUpstream is an sshd container of the test's own, from the base image,
@@ -108,9 +109,7 @@ func (u *sshUpstream) rev(t *testing.T, ref string) string {
 }
 
 func TestGateOverSSHUpstream(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs Docker and the base image")
-	}
+	testskip.Short(t, "needs Docker and the base image")
 	up := newSSHUpstream(t)
 	root := t.TempDir()
 	knownHosts := filepath.Join(root, "known_hosts")

@@ -15,6 +15,7 @@ import (
 	"github.com/bot-bottle/bot-bottle/backends"
 	"github.com/bot-bottle/bot-bottle/backends/docker"
 	"github.com/bot-bottle/bot-bottle/internal/testenv"
+	"github.com/bot-bottle/bot-bottle/internal/testskip"
 )
 
 type env struct {
@@ -29,9 +30,7 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("container tests need Docker and the images")
-	}
+	testskip.Short(t, "container tests need Docker and the images")
 	e := testenv.RequireDocker(t)
 	var sidecar string
 	if bin := os.Getenv("BOT_BOTTLE_SIDECARTEST_BINARY"); bin != "" {
