@@ -14,6 +14,8 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/client"
+
+	"github.com/bot-bottle/bot-bottle/internal/tartree"
 )
 
 // errCopyAborted ends the archive writer once the engine has stopped
@@ -65,7 +67,7 @@ func (e *Engine) CopyDir(ctx context.Context, nameOrID, hostDir, guestPath strin
 		return fmt.Errorf("copy %s: not a directory", hostDir)
 	}
 	return e.copyTar(ctx, nameOrID, guestPath, func(tw *tar.Writer, name string) error {
-		return writeTree(tw, root, name)
+		return tartree.Write(tw, root, name)
 	})
 }
 
@@ -176,56 +178,4 @@ func writeFileEntry(tw *tar.Writer, name string, fi fs.FileInfo, r io.Reader) er
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	return nil
-}
-
-func writeTree(tw *tar.Writer, root, name string) error {
-	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(root, p)
-		if err != nil {
-			return err
-		}
-		entry := name
-		if rel != "." {
-			entry = path.Join(name, filepath.ToSlash(rel))
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		switch {
-		case fi.IsDir():
-			hdr, err := tar.FileInfoHeader(fi, "")
-			if err != nil {
-				return err
-			}
-			hdr.Name = entry + "/"
-			rootOwned(hdr)
-			return tw.WriteHeader(hdr)
-		case fi.Mode()&fs.ModeSymlink != 0:
-			target, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			hdr, err := tar.FileInfoHeader(fi, target)
-			if err != nil {
-				return err
-			}
-			hdr.Name = entry
-			rootOwned(hdr)
-			return tw.WriteHeader(hdr)
-		case fi.Mode().IsRegular():
-			f, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			return writeFileEntry(tw, entry, fi, f)
-		default:
-			// Sockets, fifos and devices have no meaning in a copy.
-			return nil
-		}
-	})
 }
