@@ -7,7 +7,6 @@ package launcher
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -130,10 +129,7 @@ func Run(ctx context.Context, o Options) (*Launched, *dag.Result, error) {
 	if err := manifest.CheckHost(o.Manifest, o.Agent, hostEnv); err != nil {
 		return nil, nil, &PreflightError{Err: err}
 	}
-	secrets, err := readSecrets(p, getenv)
-	if err != nil {
-		return nil, nil, &PreflightError{Err: err}
-	}
+	secrets := readSecrets(p, getenv)
 	// pipelock is the user's to supply: find it before creating anything.
 	var pl pipelock.Location
 	if p.Firewall == manifest.FirewallPipelock {
@@ -224,23 +220,17 @@ func (o Options) logger() *slog.Logger {
 	return o.Log
 }
 
-// readSecrets reads each route's token from the host environment. A
-// missing token is named, never its value.
-func readSecrets(p *plan.Plan, getenv func(string) string) (map[string]string, error) {
+// readSecrets reads each route's token from the host environment.
+// manifest.CheckHost has already refused a token variable that is unset or
+// empty, naming it.
+func readSecrets(p *plan.Plan, getenv func(string) string) map[string]string {
 	out := map[string]string{}
-	var errs []error
 	for _, r := range p.Routes {
-		if r.TokenEnv == "" {
-			continue
+		if r.TokenEnv != "" {
+			out[r.TokenEnv] = getenv(r.TokenEnv)
 		}
-		v := getenv(r.TokenEnv)
-		if v == "" {
-			errs = append(errs, fmt.Errorf("bottles.%s.egress.routes[%s].token_env: $%s is not set on the host; export it before launching", p.Bottle, r.Host, r.TokenEnv))
-			continue
-		}
-		out[r.TokenEnv] = v
 	}
-	return out, errors.Join(errs...)
+	return out
 }
 
 // knownHosts is the user's ssh known_hosts, which the git gate uses to
