@@ -26,6 +26,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -208,7 +210,41 @@ func hashOf(parts ...string) string {
 
 func short(hash string) string { return hash[:12] }
 
+// fileHashes memoises fileHash by path and file identity: a launch hashes
+// the bottle binary (tens of MB) and the claude stub for the image tags,
+// and a process running many launches (bench) need not read them again
+// while they are unchanged.
+var fileHashes sync.Map // fileKey -> string
+
+type fileKey struct {
+	path  string
+	size  int64
+	mtime int64
+	dev   uint64
+	ino   uint64
+}
+
+// fileHash returns the SHA-256 of a file's content.
 func fileHash(path string) (string, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", err
+	}
+	key := fileKey{path: path, size: fi.Size(), mtime: fi.ModTime().UnixNano()}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		key.dev, key.ino = uint64(st.Dev), st.Ino
+	}
+	if h, ok := fileHashes.Load(key); ok {
+		return h.(string), nil
+	}
+	h, err := hashFile(path)
+	if err == nil {
+		fileHashes.Store(key, h)
+	}
+	return h, err
+}
+
+func hashFile(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err
