@@ -34,6 +34,11 @@ const (
 	LabelStateRoot = "bot-bottle.state-root"
 )
 
+// NamePrefix starts the name of every container, network and machine a
+// launch creates (bot-bottle-<slug>-<role>, and bot-bottle-<slug> for a
+// smolvm machine), so gc can find even resources whose labels were lost.
+const NamePrefix = "bot-bottle-"
+
 // Labels is a set of resource labels.
 type Labels map[string]string
 

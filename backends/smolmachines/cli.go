@@ -31,7 +31,7 @@ const PathEnv = "BOT_BOTTLE_SMOLVM"
 
 // NamePrefix starts the name of every machine a launch creates; gc uses it
 // to find machines whose labels it cannot read.
-const NamePrefix = "bot-bottle-"
+const NamePrefix = backends.NamePrefix
 
 // MachineName returns the machine name for a bottle slug.
 func MachineName(slug string) string { return NamePrefix + slug }

@@ -113,7 +113,7 @@ func bottlePlan(b launcher.Bottle) *plan.Plan {
 	p := &plan.Plan{Slug: b.Slug, Agent: b.Agent, Backend: backend}
 	p.Names.Agent = plan.ResourceName(b.Slug, plan.RoleAgent)
 	if backend == plan.BackendSmolmachines {
-		p.Names.Machine = "bot-bottle-" + b.Slug
+		p.Names.Machine = plan.MachineName(b.Slug)
 	}
 	return p
 }

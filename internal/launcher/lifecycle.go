@@ -75,8 +75,8 @@ func List(ctx context.Context, eng backends.Engine, m Machines, stateRoot string
 			continue
 		}
 		slug := r.Labels[backends.LabelSlug]
-		if slug == "" && r.Kind == KindMachine && strings.HasPrefix(r.Name, "bot-bottle-") {
-			slug = strings.TrimPrefix(r.Name, "bot-bottle-")
+		if slug == "" && r.Kind == KindMachine && strings.HasPrefix(r.Name, backends.NamePrefix) {
+			slug = strings.TrimPrefix(r.Name, backends.NamePrefix)
 		}
 		if slug == "" {
 			continue

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/bot-bottle/bot-bottle/backends"
 	"github.com/bot-bottle/bot-bottle/manifest"
 )
 
@@ -206,13 +207,13 @@ func New(in Input) (*Plan, error) {
 		p.Names.Pipelock = ResourceName(slug, RolePipelock)
 	}
 	if in.Backend == BackendSmolmachines {
-		p.Names.Machine = "bot-bottle-" + slug
+		p.Names.Machine = MachineName(slug)
 	}
 	p.BaseLabels = map[string]string{
-		"bot-bottle.slug":    slug,
-		"bot-bottle.agent":   in.Agent,
-		"bot-bottle.version": in.Version,
-		"bot-bottle.backend": in.Backend,
+		backends.LabelSlug:    slug,
+		backends.LabelAgent:   in.Agent,
+		backends.LabelVersion: in.Version,
+		backends.LabelBackend: in.Backend,
 	}
 	p.GuestSkillsDir = GuestSkillsDir
 	if d := getenv(GuestSkillsDirEnv); d != "" {
@@ -262,7 +263,7 @@ func (p *Plan) Labels(role string) map[string]string {
 	for k, v := range p.BaseLabels {
 		l[k] = v
 	}
-	l["bot-bottle.role"] = role
+	l[backends.LabelRole] = role
 	return l
 }
 
@@ -280,7 +281,10 @@ func (p *Plan) CASidecar() string {
 }
 
 // ResourceName is bot-bottle-<slug>-<role>.
-func ResourceName(slug, role string) string { return "bot-bottle-" + slug + "-" + role }
+func ResourceName(slug, role string) string { return backends.NamePrefix + slug + "-" + role }
+
+// MachineName is the smolvm machine of a bottle: bot-bottle-<slug>.
+func MachineName(slug string) string { return backends.NamePrefix + slug }
 
 var slugEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
 
