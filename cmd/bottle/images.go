@@ -103,13 +103,7 @@ is set.`,
 		Short:   "Build every missing image",
 		Example: "  bottle images build",
 		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			eng, err := docker.New(ctx)
-			if err != nil {
-				return err
-			}
-			defer eng.Close()
+		RunE: withEngine(func(ctx context.Context, eng *docker.Engine, cmd *cobra.Command, _ []string) error {
 			src, err := newImageSource(eng)
 			if err != nil {
 				return err
@@ -128,20 +122,14 @@ is set.`,
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "base     %s\nagent    %s\nsidecar  %s\n", base, agent, sidecar)
 			return nil
-		},
+		}),
 	}
 	ls := &cobra.Command{
 		Use:     "ls",
 		Short:   "List the images bottle built",
 		Example: "  bottle images ls",
 		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			eng, err := docker.New(ctx)
-			if err != nil {
-				return err
-			}
-			defer eng.Close()
+		RunE: withEngine(func(ctx context.Context, eng *docker.Engine, cmd *cobra.Command, _ []string) error {
 			st, err := (&images.Builder{Engine: eng}).Status(ctx)
 			if err != nil {
 				return err
@@ -156,7 +144,7 @@ is set.`,
 				fmt.Fprintf(tw, "%s\t%s\t%.12s\t%.0fMB\t%s\n", kind, strings.Join(im.Tags, ","), im.Hash, float64(im.Size)/1e6, age(im.Created))
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 	var force bool
 	rm := &cobra.Command{
@@ -164,13 +152,7 @@ is set.`,
 		Short:   "Remove images bottle built",
 		Example: "  bottle images rm bot-bottle-agent:latest",
 		Args:    cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			eng, err := docker.New(ctx)
-			if err != nil {
-				return err
-			}
-			defer eng.Close()
+		RunE: withEngine(func(ctx context.Context, eng *docker.Engine, cmd *cobra.Command, args []string) error {
 			b := &images.Builder{Engine: eng}
 			var errs []error
 			for _, ref := range args {
@@ -181,9 +163,21 @@ is set.`,
 				fmt.Fprintln(cmd.OutOrStdout(), ref)
 			}
 			return errors.Join(errs...)
-		},
+		}),
 	}
 	rm.Flags().BoolVar(&force, "force", false, "remove even when containers use it")
 	cmd.AddCommand(build, ls, rm)
 	return cmd
+}
+
+// withEngine runs fn with a connection to the Docker Engine, closed after.
+func withEngine(fn func(ctx context.Context, eng *docker.Engine, cmd *cobra.Command, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		eng, err := docker.New(cmd.Context())
+		if err != nil {
+			return err
+		}
+		defer eng.Close()
+		return fn(cmd.Context(), eng, cmd, args)
+	}
 }
