@@ -19,7 +19,6 @@ import (
 	"github.com/bot-bottle/bot-bottle/backends/docker"
 	"github.com/bot-bottle/bot-bottle/dag"
 	"github.com/bot-bottle/bot-bottle/internal/plan"
-	"github.com/bot-bottle/bot-bottle/internal/testenv"
 	"github.com/bot-bottle/bot-bottle/manifest"
 	"github.com/bot-bottle/bot-bottle/steps"
 )
@@ -97,11 +96,7 @@ func TestDockerLaunchProvisionsTheAgent(t *testing.T) {
 	// The upstream lives on a network of the test's own and joins the
 	// bottle's outside network just before the git gate mirrors it.
 	ctx := context.Background()
-	netLabels := testenv.Labels(t)
-	testenv.Cleanup(t, eng, netLabels)
-	testNet := testenv.Name("bbt-upnet")
-	_, err := eng.CreateNetwork(ctx, backends.NetworkSpec{Name: testNet, Labels: netLabels})
-	require.NoError(t, err)
+	testNet := testNetwork(t, eng, "bbt-upnet")
 	tlsDir, upstreamCA := upstreamTLS(t, "api.test", "upstream.test")
 	o.UpstreamCA = upstreamCA
 	upstream := serverWithMounts(t, eng, testNet, nil, []backends.Mount{{Source: tlsDir, Target: "/tls", ReadOnly: true}}, "sh", "-c", upstreamScript)

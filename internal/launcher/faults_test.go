@@ -86,12 +86,7 @@ func newFaultRig(t *testing.T, backend string) *faultRig {
 		o.Backend = plan.BackendSmolmachines
 	}
 
-	ctx := context.Background()
-	netLabels := testenv.Labels(t)
-	testenv.Cleanup(t, eng, netLabels)
-	upNet := testenv.Name("bbt-upnet")
-	_, err := eng.CreateNetwork(ctx, backends.NetworkSpec{Name: upNet, Labels: netLabels})
-	require.NoError(t, err)
+	upNet := testNetwork(t, eng, "bbt-upnet")
 	r := &faultRig{base: o, eng: eng}
 	r.upstream = server(t, eng, upNet, nil, "sh", "-c", upstreamScript)
 	return r

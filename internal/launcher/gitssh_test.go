@@ -11,10 +11,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/bot-bottle/bot-bottle/backends"
 	"github.com/bot-bottle/bot-bottle/dag"
 	"github.com/bot-bottle/bot-bottle/internal/plan"
-	"github.com/bot-bottle/bot-bottle/internal/testenv"
 	"github.com/bot-bottle/bot-bottle/manifest"
 	"github.com/bot-bottle/bot-bottle/steps"
 )
@@ -39,22 +37,10 @@ func TestGitGateRelaysToAnSSHUpstream(t *testing.T) {
 	o, eng := dockerOptions(t, m, "demo", env{})
 	ctx := context.Background()
 
-	labels := testenv.Labels(t)
-	testenv.Cleanup(t, eng, labels)
-	testNet := testenv.Name("bbt-sshnet")
-	_, err = eng.CreateNetwork(ctx, backends.NetworkSpec{Name: testNet, Labels: labels})
-	require.NoError(t, err)
+	testNet := testNetwork(t, eng, "bbt-sshnet")
 	sshd := server(t, eng, testNet, nil, "sleep", "infinity")
 	up := eng.Guest(sshd)
-	run(t, up, "ssh-keygen", "-A")
-	run(t, up, "mkdir", "-p", "-m", "700", "/run/sshd", "/root/.ssh")
-	require.NoError(t, up.CopyFile(ctx, key+".pub", "/root/.ssh/authorized_keys"))
-	run(t, up, "chmod", "600", "/root/.ssh/authorized_keys")
-	run(t, up, "git", "init", "-q", "--bare", "-b", "main", "/srv/proj.git")
-	run(t, up, "git", "clone", "-q", "/srv/proj.git", "/tmp/seed")
-	run(t, up, "git", "-C", "/tmp/seed", "-c", "user.name=up", "-c", "user.email=up@example.com", "commit", "-q", "--allow-empty", "-m", "seed")
-	run(t, up, "git", "-C", "/tmp/seed", "push", "-q", "origin", "HEAD:main")
-	run(t, up, "/usr/sbin/sshd", "-o", "PasswordAuthentication=no")
+	sshUpstream(t, up, key+".pub")
 
 	var slug string
 	var p *plan.Plan

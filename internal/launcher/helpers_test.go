@@ -226,3 +226,30 @@ func upstreamTLS(t *testing.T, hosts ...string) (dir, caPath string) {
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "key.pem"), keyPEM, 0o644))
 	return dir, caPath
 }
+
+// testNetwork creates a network of the test's own, removed when it ends.
+func testNetwork(t *testing.T, eng *docker.Engine, prefix string) string {
+	t.Helper()
+	labels := testenv.Labels(t)
+	testenv.Cleanup(t, eng, labels)
+	name := testenv.Name(prefix)
+	_, err := eng.CreateNetwork(context.Background(), backends.NetworkSpec{Name: name, Labels: labels})
+	require.NoError(t, err)
+	return name
+}
+
+// sshUpstream makes the container behind up an ssh git upstream: sshd
+// taking the public key at pubKey for root, and /srv/proj.git with one
+// commit on main.
+func sshUpstream(t *testing.T, up backends.Guest, pubKey string) {
+	t.Helper()
+	run(t, up, "ssh-keygen", "-A")
+	run(t, up, "mkdir", "-p", "-m", "700", "/run/sshd", "/root/.ssh")
+	require.NoError(t, up.CopyFile(context.Background(), pubKey, "/root/.ssh/authorized_keys"))
+	run(t, up, "chmod", "600", "/root/.ssh/authorized_keys")
+	run(t, up, "git", "init", "-q", "--bare", "-b", "main", "/srv/proj.git")
+	run(t, up, "git", "clone", "-q", "/srv/proj.git", "/tmp/seed")
+	run(t, up, "git", "-C", "/tmp/seed", "-c", "user.name=up", "-c", "user.email=up@example.com", "commit", "-q", "--allow-empty", "-m", "seed")
+	run(t, up, "git", "-C", "/tmp/seed", "push", "-q", "origin", "HEAD:main")
+	run(t, up, "/usr/sbin/sshd", "-o", "PasswordAuthentication=no")
+}

@@ -15,7 +15,6 @@ import (
 	"github.com/bot-bottle/bot-bottle/backends"
 	"github.com/bot-bottle/bot-bottle/dag"
 	"github.com/bot-bottle/bot-bottle/internal/plan"
-	"github.com/bot-bottle/bot-bottle/internal/testenv"
 	"github.com/bot-bottle/bot-bottle/manifest"
 	"github.com/bot-bottle/bot-bottle/steps"
 )
@@ -134,11 +133,7 @@ func TestDockerHostileValuesArriveVerbatim(t *testing.T) {
 	o, eng := dockerOptions(t, m, "hostile", env{manifest.SkillsDirEnv: skills})
 	ctx := context.Background()
 
-	labels := testenv.Labels(t)
-	testenv.Cleanup(t, eng, labels)
-	testNet := testenv.Name("bbt-hostnet")
-	_, err := eng.CreateNetwork(ctx, backends.NetworkSpec{Name: testNet, Labels: labels})
-	require.NoError(t, err)
+	testNet := testNetwork(t, eng, "bbt-hostnet")
 	up := server(t, eng, testNet, nil, "sh", "-c", hostileUpstreamScript, "sh", repoPath)
 	var slug string
 	var p *plan.Plan

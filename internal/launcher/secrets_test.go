@@ -216,15 +216,7 @@ func TestDockerSecretsStayOutside(t *testing.T) {
 	require.NoError(t, err)
 	sshd := serverWithMounts(t, eng, testNet, nil, []backends.Mount{{Source: tlsDir, Target: "/tls", ReadOnly: true}}, "sleep", "infinity")
 	up := eng.Guest(sshd)
-	run(t, up, "ssh-keygen", "-A")
-	run(t, up, "mkdir", "-p", "-m", "700", "/run/sshd", "/root/.ssh")
-	require.NoError(t, up.CopyFile(ctx, key+".pub", "/root/.ssh/authorized_keys"))
-	run(t, up, "chmod", "600", "/root/.ssh/authorized_keys")
-	run(t, up, "git", "init", "-q", "--bare", "-b", "main", "/srv/proj.git")
-	run(t, up, "git", "clone", "-q", "/srv/proj.git", "/tmp/seed")
-	run(t, up, "git", "-C", "/tmp/seed", "-c", "user.name=up", "-c", "user.email=up@example.com", "commit", "-q", "--allow-empty", "-m", "seed")
-	run(t, up, "git", "-C", "/tmp/seed", "push", "-q", "origin", "HEAD:main")
-	run(t, up, "/usr/sbin/sshd", "-o", "PasswordAuthentication=no")
+	sshUpstream(t, up, key+".pub")
 	run(t, up, "sh", "-c", "/testserver -http :80 -https :443 -cert /tls/cert.pem -key /tls/key.pem >/tmp/testserver.log 2>&1 &")
 
 	var slug string

@@ -22,7 +22,6 @@ import (
 	"github.com/bot-bottle/bot-bottle/dag"
 	"github.com/bot-bottle/bot-bottle/dag/dagtest"
 	"github.com/bot-bottle/bot-bottle/internal/plan"
-	"github.com/bot-bottle/bot-bottle/internal/testenv"
 	"github.com/bot-bottle/bot-bottle/manifest"
 	"github.com/bot-bottle/bot-bottle/steps"
 )
@@ -74,11 +73,7 @@ func TestSmolMachinesLaunchProvisionsTheAgent(t *testing.T) {
 		"SMOLVM_SIM_RACE_P=0.5", "SMOLVM_SIM_RACE_MS="+strconv.Itoa(int(raceWindow.Milliseconds())), "SMOLVM_SIM_SEED="+raceSeed)
 
 	ctx := context.Background()
-	netLabels := testenv.Labels(t)
-	testenv.Cleanup(t, eng, netLabels)
-	testNet := testenv.Name("bbt-upnet")
-	_, err := eng.CreateNetwork(ctx, backends.NetworkSpec{Name: testNet, Labels: netLabels})
-	require.NoError(t, err)
+	testNet := testNetwork(t, eng, "bbt-upnet")
 	upstream := server(t, eng, testNet, nil, "sh", "-c", smolUpstreamScript)
 	var slug string
 	var p *plan.Plan

@@ -12,7 +12,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/bot-bottle/bot-bottle/backends"
 	"github.com/bot-bottle/bot-bottle/internal/plan"
 	"github.com/bot-bottle/bot-bottle/internal/sidecar/supervise"
 	"github.com/bot-bottle/bot-bottle/internal/statedir"
@@ -39,11 +38,7 @@ func TestSuperviseApprovalOpensEgressLive(t *testing.T) {
 	require.NoError(t, err)
 	p := launched.Plan
 
-	netLabels := testenv.Labels(t)
-	testenv.Cleanup(t, eng, netLabels)
-	testNet := testenv.Name("bbt-upnet")
-	_, err = eng.CreateNetwork(ctx, backends.NetworkSpec{Name: testNet, Labels: netLabels})
-	require.NoError(t, err)
+	testNet := testNetwork(t, eng, "bbt-upnet")
 	up := server(t, eng, testNet, nil, "/testserver", "-http", ":80")
 	require.NoError(t, connect(ctx, eng, up, p.Names.Outside, "upstream.test", "blocked.test"))
 
