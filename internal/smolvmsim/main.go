@@ -231,6 +231,25 @@ func (s *sim) create(ctx context.Context, args []string) (int, error) {
 }
 
 func (s *sim) start(ctx context.Context, args []string) (int, error) {
+	return s.onMachine(args, func(eng *engine, m *machine) error {
+		_, running, _, err := eng.containerState(ctx, m.Name)
+		if err != nil {
+			return err
+		}
+		if running && m.State == "running" {
+			return nil
+		}
+		if err := eng.start(ctx, m, s.store.dir); err != nil {
+			return err
+		}
+		m.State, m.StartedAt = "running", time.Now().UTC()
+		return s.store.put(m)
+	})
+}
+
+// onMachine runs fn, under the state lock, on the machine named by a
+// subcommand that takes only --name (start, stop).
+func (s *sim) onMachine(args []string, fn func(eng *engine, m *machine) error) (int, error) {
 	p, err := parseArgs(nameOnlyFlags, args)
 	if err != nil {
 		return 0, err
@@ -246,18 +265,7 @@ func (s *sim) start(ctx context.Context, args []string) (int, error) {
 		if err != nil {
 			return err
 		}
-		_, running, _, err := eng.containerState(ctx, name)
-		if err != nil {
-			return err
-		}
-		if running && m.State == "running" {
-			return nil
-		}
-		if err := eng.start(ctx, m, s.store.dir); err != nil {
-			return err
-		}
-		m.State, m.StartedAt = "running", time.Now().UTC()
-		return s.store.put(m)
+		return fn(eng, m)
 	})
 	return 0, asFailure(err)
 }
@@ -396,22 +404,8 @@ func (s *sim) cp(ctx context.Context, args []string) (int, error) {
 }
 
 func (s *sim) stop(ctx context.Context, args []string) (int, error) {
-	p, err := parseArgs(nameOnlyFlags, args)
-	if err != nil {
-		return 0, err
-	}
-	name := p.value("name")
-	s.inv.Machine = name
-	eng, err := s.engine()
-	if err != nil {
-		return 0, failf("%v", err)
-	}
-	err = s.store.locked(func() error {
-		m, err := s.lookup(name)
-		if err != nil {
-			return err
-		}
-		if err := eng.stop(ctx, name); err != nil {
+	return s.onMachine(args, func(eng *engine, m *machine) error {
+		if err := eng.stop(ctx, m.Name); err != nil {
 			return err
 		}
 		if m.State == "running" {
@@ -419,7 +413,6 @@ func (s *sim) stop(ctx context.Context, args []string) (int, error) {
 		}
 		return s.store.put(m)
 	})
-	return 0, asFailure(err)
 }
 
 func (s *sim) delete(ctx context.Context, args []string) (int, error) {
