@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/push"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
+
+	"github.com/bot-bottle/bot-bottle/internal/atomicfile"
 )
 
 // WriteTextfile writes everything g gathers in the Prometheus text format
@@ -22,7 +22,7 @@ func WriteTextfile(path string, g prometheus.Gatherer) error {
 	if err != nil {
 		return fmt.Errorf("gather metrics: %w", err)
 	}
-	return writeFileAtomic(path, func(w io.Writer) error {
+	return atomicfile.Write(path, 0o644, func(w io.Writer) error {
 		for _, mf := range mfs {
 			if _, err := expfmt.MetricFamilyToText(w, mf); err != nil {
 				return fmt.Errorf("encode %s: %w", mf.GetName(), err)
@@ -85,49 +85,4 @@ func (s groupingStripper) Gather() ([]*dto.MetricFamily, error) {
 		}
 	}
 	return mfs, nil
-}
-
-// writeFileAtomic writes path through a temporary file in the same
-// directory (rename is atomic only within a file system), synced before the
-// rename so a crash leaves either the old or the new content, never a
-// truncated file. The result is world-readable like an ordinary output
-// file; exporters often run as another user.
-func writeFileAtomic(path string, write func(io.Writer) error) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(tmp)
-		}
-	}()
-	if err = write(f); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err = f.Chmod(0o644); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	// Syncing the directory makes the rename itself durable. Some file
-	// systems refuse to sync a directory; the data is written either way.
-	if d, derr := os.Open(dir); derr == nil {
-		_ = d.Sync()
-		_ = d.Close()
-	}
-	return nil
 }

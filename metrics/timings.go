@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/bot-bottle/bot-bottle/dag"
+	"github.com/bot-bottle/bot-bottle/internal/atomicfile"
 )
 
 // timingsSchema is the JSON Schema (draft 2020-12) of the timings file.
@@ -95,5 +96,5 @@ func WriteTimings(path string, t Timings, stdout io.Writer) error {
 		}
 		return EncodeTimings(stdout, t)
 	}
-	return writeFileAtomic(path, func(w io.Writer) error { return EncodeTimings(w, t) })
+	return atomicfile.Write(path, 0o644, func(w io.Writer) error { return EncodeTimings(w, t) })
 }

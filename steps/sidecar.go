@@ -6,10 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/bot-bottle/bot-bottle/backends"
-	"github.com/bot-bottle/bot-bottle/internal/plan"
 )
 
 // ReadyWaiter is implemented by engines that can follow a container's log
@@ -131,13 +131,6 @@ func (s *sidecarStep) Undo(ctx context.Context) error {
 // stateSubdir returns (creating it 0700) a subdirectory of the bottle's
 // state dir.
 func (s *sidecarStep) stateSubdir(elem string) (string, error) {
-	return mkStateDir(s.L.Plan, elem)
-}
-
-func mkStateDir(p *plan.Plan, elem string) (string, error) {
-	dir := p.StateDir + "/" + elem
-	if err := mkdirAll(dir); err != nil {
-		return "", err
-	}
-	return dir, nil
+	dir := filepath.Join(s.L.Plan.StateDir, elem)
+	return dir, os.MkdirAll(dir, 0o700)
 }

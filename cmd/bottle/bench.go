@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/bot-bottle/bot-bottle/dag"
+	"github.com/bot-bottle/bot-bottle/internal/atomicfile"
 	"github.com/bot-bottle/bot-bottle/internal/launcher"
 	"github.com/bot-bottle/bot-bottle/internal/statedir"
 	"github.com/bot-bottle/bot-bottle/metrics"
@@ -195,7 +196,7 @@ func writeBenchOutputs(ctx context.Context, of *outputFlags, rec *metrics.Record
 		if of.timings == "-" {
 			err = write(os.Stdout)
 		} else {
-			err = writeFileWith(of.timings, write)
+			err = atomicfile.Write(of.timings, 0o644, write)
 		}
 		if err != nil {
 			return fmt.Errorf("--timings: %w", err)

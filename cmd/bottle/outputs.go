@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
 	"github.com/bot-bottle/bot-bottle/dag"
+	"github.com/bot-bottle/bot-bottle/internal/atomicfile"
 	"github.com/bot-bottle/bot-bottle/metrics"
 )
 
@@ -61,13 +61,13 @@ func (o *outputFlags) writeResult(res *dag.Result, slug, agent, backend string, 
 		}
 	}
 	if o.trace != "" {
-		if err := writeFileWith(o.trace, func(w io.Writer) error { return metrics.WriteTrace(w, res, "bottle "+slug) }); err != nil {
+		if err := atomicfile.Write(o.trace, 0o644, func(w io.Writer) error { return metrics.WriteTrace(w, res, "bottle "+slug) }); err != nil {
 			return fmt.Errorf("--trace: %w", err)
 		}
 	}
 	if o.gantt != "" {
 		title := fmt.Sprintf("%s (%s, %s)", slug, agent, backend)
-		if err := writeFileWith(o.gantt, func(w io.Writer) error { return metrics.WriteGantt(w, res, title) }); err != nil {
+		if err := atomicfile.Write(o.gantt, 0o644, func(w io.Writer) error { return metrics.WriteGantt(w, res, title) }); err != nil {
 			return fmt.Errorf("--gantt: %w", err)
 		}
 	}
@@ -87,25 +87,4 @@ func (o *outputFlags) writeMetrics(ctx context.Context, rec *metrics.Recorder, a
 		}
 	}
 	return nil
-}
-
-// writeFileWith writes a file atomically through fn.
-func writeFileWith(path string, fn func(io.Writer) error) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := fn(tmp); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

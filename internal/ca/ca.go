@@ -19,7 +19,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/bot-bottle/bot-bottle/internal/sidecar/atomicfile"
+	"github.com/bot-bottle/bot-bottle/internal/atomicfile"
 )
 
 // File names inside the directory given to Generate.

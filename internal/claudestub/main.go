@@ -27,6 +27,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/bot-bottle/bot-bottle/internal/atomicfile"
 )
 
 // DefaultLog is where invocations are recorded unless CLAUDE_STUB_LOG says
@@ -309,23 +311,7 @@ func mergeServer(path string, keys []string, name string, s server) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".claude.json.tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append(out, '\n')); err != nil {
-		_ = tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		_ = tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.WriteFile(path, append(out, '\n'), mode)
 }
 
 func mcpList(env map[string]string, stdout, stderr io.Writer) int {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/bot-bottle/bot-bottle/backends"
 	"github.com/bot-bottle/bot-bottle/dag"
+	"github.com/bot-bottle/bot-bottle/internal/atomicfile"
 	"github.com/bot-bottle/bot-bottle/internal/plan"
 )
 
@@ -83,11 +84,7 @@ func writeLaunchRecord(p *plan.Plan, me Process) error {
 		return err
 	}
 	// Written aside and renamed, so a crash never leaves a torn record.
-	path := filepath.Join(p.StateDir, launchFile)
-	if err := os.WriteFile(path+".tmp", b, 0o600); err != nil {
-		return fmt.Errorf("writing the launch record: %w", err)
-	}
-	if err := os.Rename(path+".tmp", path); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(p.StateDir, launchFile), b, 0o600); err != nil {
 		return fmt.Errorf("writing the launch record: %w", err)
 	}
 	return nil

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/bot-bottle/bot-bottle/internal/atomicfile"
 )
 
 // machine is the simulator's record of one machine, one JSON file per
@@ -104,20 +106,7 @@ func (s *store) put(m *machine) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Join(s.dir, "machines"), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	return os.Rename(tmp.Name(), s.path(m.Name))
+	return atomicfile.WriteFile(s.path(m.Name), b, 0o600)
 }
 
 func (s *store) remove(name string) error {

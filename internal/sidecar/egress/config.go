@@ -28,7 +28,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/bot-bottle/bot-bottle/internal/sidecar/atomicfile"
+	"github.com/bot-bottle/bot-bottle/internal/atomicfile"
 )
 
 // DefaultConnectPorts is used when Config.AllowedConnectPorts is empty.

@@ -18,7 +18,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/bot-bottle/bot-bottle/internal/sidecar/atomicfile"
+	"github.com/bot-bottle/bot-bottle/internal/atomicfile"
 )
 
 // Options are the knobs outside the JSON config.

@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/bot-bottle/bot-bottle/internal/sidecar/atomicfile"
+	"github.com/bot-bottle/bot-bottle/internal/atomicfile"
 	"github.com/bot-bottle/bot-bottle/internal/sidecar/egress"
 	"github.com/bot-bottle/bot-bottle/internal/statedir"
 )
